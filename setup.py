@@ -1,0 +1,25 @@
+"""vccflow: Vonage Contact Center webhook notifications to analytics Parquet, with Apache Beam."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="vccflow",
+    version="0.1.0",
+    description="Sessionize Vonage Contact Center webhook events into Parquet tables (Apache Beam)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.14",
+    packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*", "schemas", "schemas.*"]),
+    install_requires=[
+        "apache-beam[gcp]>=2.77,<2.78",
+        "pyarrow>=25,<26",
+        "pandas>=3.1,<4",
+        "great-expectations>=1.24,<1.25",
+        "orjson>=3.10,<4",
+    ],
+    extras_require={
+        "test": ["pytest>=9,<10", "ruff>=0.17,<0.18", "hypothesis>=6.100,<7"],
+    },
+    entry_points={"console_scripts": ["vccflow=pipelines.cli:main"]},
+)

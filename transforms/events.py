@@ -1,0 +1,278 @@
+"""Parsing VCC webhook notifications: raw bytes in, an :class:`Event` or a :class:`DeadLetter` out.
+
+Pure Python (no Beam). The rules follow ``shared/spec/vcc-webhooks.md``: a CloudEvents 1.0
+structured envelope, ``type`` compared without its ``.vN`` suffix (``.v0`` and ``.v1``
+accepted), event time from ``data.timestamp`` at any fractional precision (kept to the
+microsecond). Nothing here raises on bad input: every input becomes exactly one event or
+one dead letter with a code from :data:`schemas.ERROR_CODES`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
+
+import orjson
+
+#: Default cap on one notification's size (real ones are under 2 KiB).
+MAX_EVENT_BYTES = 1 << 20
+#: How much of a rejected input is kept in ``dead_letter.raw``.
+RAW_CAP_CHARS = 8192
+
+SUPPORTED_VERSIONS = frozenset({"v0", "v1"})
+
+#: Lifecycle position of each channel event type: the tie-break for equal timestamps.
+CHANNEL_RANK = {
+    "channel.alerted": 0,
+    "channel.connected": 1,
+    "channel.held": 2,
+    "channel.parked": 2,
+    "channel.interrupted": 2,
+    "channel.retrieved": 3,
+    "channel.unparked": 3,
+    "channel.resumed": 3,
+    "channel.connectionfailed": 4,
+    "channel.disconnected": 5,
+    "channel.wrapstarted": 6,
+    "channel.ended": 7,
+}
+PRESENCE_TYPE = "agent.presencechanged"
+EVENT_TYPES = frozenset(CHANNEL_RANK) | {PRESENCE_TYPE}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TS_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|z|[+-]\d{2}:?\d{2})\Z"
+)
+
+
+class Event(NamedTuple):
+    """One valid notification, flattened. ``ts`` is event time in microseconds since epoch.
+
+    ``key`` is the entity the event belongs to: the channel id for channel events, the
+    agent id for presence events. Channel-only and presence-only fields are None elsewhere.
+    """
+
+    source: str
+    id: str
+    type: str  # without version, e.g. "channel.held"
+    ts: int
+    key: str
+    interaction_id: str | None = None
+    conversation_id: str | None = None
+    party_role: str | None = None
+    agent_id: str | None = None
+    user_id: str | None = None
+    reason: str | None = None
+    presence_id: str | None = None
+    presence_type: str | None = None
+    presence_subcategory: str | None = None
+    presence_description: str | None = None
+
+    @property
+    def is_channel(self) -> bool:
+        return self.type != PRESENCE_TYPE
+
+
+class DeadLetter(NamedTuple):
+    """An input that is not a usable event, with why. ``raw`` is already capped."""
+
+    error_code: str
+    error_detail: str
+    raw: str
+    raw_bytes: int
+    raw_truncated: bool
+    origin: str
+    event_type: str | None = None
+    event_id: str | None = None
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def parse_timestamp(value: Any) -> int:
+    """ISO-8601 time with a zone (``Z`` or ``+hh:mm``) to microseconds since epoch.
+
+    Any number of fractional digits is accepted; digits past the microsecond are
+    truncated. Raises ValueError for anything else.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    m = _TS_RE.match(value.strip())
+    if not m:
+        raise ValueError(f"not an ISO-8601 time with zone: {value[:64]!r}")
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    base = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+    if zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        hh, mm = int(zone[1:3]), int(zone[-2:])
+        if hh > 23 or mm > 59:
+            raise ValueError(f"bad zone offset {zone!r}")
+        base -= sign * timedelta(hours=hh, minutes=mm)
+    delta = base - _EPOCH
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000
+    if frac:
+        micros += int((frac + "00000")[:6])
+    return micros
+
+
+def split_type(raw_type: str) -> tuple[str, str | None]:
+    """``"channel.held.v1"`` -> ``("channel.held", "v1")``; no suffix -> version None."""
+    head, _, tail = raw_type.rpartition(".")
+    if head and len(tail) > 1 and tail[0] == "v" and tail[1:].isdigit():
+        return head, tail
+    return raw_type, None
+
+
+def _text(value: Any, field: str, required: bool = False) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise _Reject("missing_field", f"missing {field}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _Reject("invalid_field", f"{field} must be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _obj(value: Any, field: str) -> dict:
+    if value is None:
+        raise _Reject("missing_field", f"missing {field}")
+    if not isinstance(value, dict):
+        raise _Reject("invalid_field", f"{field} must be an object, got {type(value).__name__}")
+    return value
+
+
+def event_from_object(obj: Any) -> Event:
+    """Validate one decoded notification. Raises ``_Reject`` (internal) on bad input."""
+    if not isinstance(obj, dict):
+        raise _Reject("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    raw_type = _text(obj.get("type"), "type", required=True)
+    event_id = _text(obj.get("id"), "id", required=True)
+    source = _text(obj.get("source"), "source", required=True)
+    etype, version = split_type(raw_type)
+    if etype not in EVENT_TYPES:
+        raise _Reject("unsupported_type", f"unsupported event type {raw_type!r}")
+    if version is not None and version not in SUPPORTED_VERSIONS:
+        raise _Reject("unsupported_type", f"unsupported version {version!r} of {etype}")
+    data = _obj(obj.get("data"), "data")
+    if "timestamp" not in data or data["timestamp"] in (None, ""):
+        raise _Reject("missing_field", "missing data.timestamp")
+    try:
+        ts = parse_timestamp(data["timestamp"])
+    except (ValueError, OverflowError) as exc:
+        raise _Reject("bad_timestamp", f"data.timestamp: {exc}") from None
+    subject = _text(obj.get("subject"), "subject")
+
+    if etype == PRESENCE_TYPE:
+        presence = _obj(data.get("presence"), "data.presence")
+        category = presence.get("category")
+        category = _obj(category, "data.presence.category") if category is not None else {}
+        user = data.get("user")
+        user = _obj(user, "data.user") if user is not None else {}
+        agent_id = _text(user.get("agentId"), "data.user.agentId") or subject
+        if agent_id is None:
+            raise _Reject("missing_field", "missing data.user.agentId (and subject)")
+        ptype = _text(category.get("type"), "data.presence.category.type", required=True)
+        return Event(
+            source,
+            event_id,
+            etype,
+            ts,
+            agent_id,
+            agent_id=agent_id,
+            user_id=_text(user.get("userId"), "data.user.userId"),
+            presence_id=_text(presence.get("presenceId"), "data.presence.presenceId"),
+            presence_type=ptype,
+            presence_subcategory=_text(category.get("subcategory"), "data.presence.category.subcategory"),
+            presence_description=_text(presence.get("description"), "data.presence.description")
+            or _text(category.get("description"), "data.presence.category.description"),
+        )
+
+    channel = _obj(data.get("channel"), "data.channel")
+    channel_id = _text(channel.get("channelId"), "data.channel.channelId") or subject
+    if channel_id is None:
+        raise _Reject("missing_field", "missing data.channel.channelId (and subject)")
+    party = channel.get("party")
+    party = _obj(party, "data.channel.party") if party is not None else {}
+    return Event(
+        source,
+        event_id,
+        etype,
+        ts,
+        channel_id,
+        interaction_id=_text(channel.get("interactionId"), "data.channel.interactionId"),
+        conversation_id=_text(channel.get("conversationId"), "data.channel.conversationId"),
+        party_role=_text(party.get("role"), "data.channel.party.role"),
+        agent_id=_text(party.get("agentId"), "data.channel.party.agentId"),
+        user_id=_text(party.get("userId"), "data.channel.party.userId"),
+        reason=_text(data.get("reason"), "data.reason"),
+    )
+
+
+def _cap(raw: bytes | str) -> tuple[str, int, bool]:
+    if isinstance(raw, bytes):
+        size = len(raw)
+        text = raw[: RAW_CAP_CHARS * 4].decode("utf-8", errors="replace")
+    else:
+        text = raw
+        size = len(raw.encode("utf-8", errors="replace"))
+    truncated = len(text) > RAW_CAP_CHARS
+    return (text[:RAW_CAP_CHARS] if truncated else text), size, truncated
+
+
+def dead_letter(code: str, detail: str, raw: bytes | str, origin: str, obj: Any = None) -> DeadLetter:
+    """Build a dead letter, capping ``raw`` and salvaging ``type``/``id`` when readable."""
+    text, size, truncated = _cap(raw)
+    etype = eid = None
+    if isinstance(obj, dict):
+        etype = obj.get("type") if isinstance(obj.get("type"), str) else None
+        eid = obj.get("id") if isinstance(obj.get("id"), str) else None
+    return DeadLetter(code, detail, text, size, truncated, origin, etype, eid)
+
+
+def parse_object(obj: Any, raw: bytes | str, origin: str) -> Event | DeadLetter:
+    """An already-decoded JSON value to an event or a dead letter."""
+    try:
+        return event_from_object(obj)
+    except _Reject as rej:
+        return dead_letter(rej.code, rej.detail, raw, origin, obj)
+
+
+def parse_line(raw: bytes | str, origin: str, max_bytes: int = MAX_EVENT_BYTES) -> Event | DeadLetter:
+    """One notification as bytes (or text) to an event or a dead letter. Never raises."""
+    if len(raw) > max_bytes:
+        return dead_letter("oversized", f"{len(raw)} bytes exceeds the cap of {max_bytes}", raw, origin)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        code = "invalid_encoding" if "UTF-8" in msg or "surrogate" in msg else "invalid_json"
+        return dead_letter(code, msg, raw, origin)
+    return parse_object(obj, raw, origin)
+
+
+def parse_document(content: bytes, origin: str, max_bytes: int = MAX_EVENT_BYTES):
+    """A whole ``.json`` document holding one event or an array of events.
+
+    Yields ``(index, raw, Event | DeadLetter)`` per element (index 1-based), or nothing
+    if ``content`` is not a single JSON object or array (the caller then reads it as
+    newline-delimited JSON).
+    """
+    try:
+        doc = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return
+    items = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else None
+    if items is None:
+        return
+    for i, item in enumerate(items, 1):
+        raw = orjson.dumps(item)
+        where = f"{origin}[{i}]"
+        if len(raw) > max_bytes:
+            yield i, raw, dead_letter("oversized", f"{len(raw)} bytes exceeds the cap of {max_bytes}", raw, where)
+        else:
+            yield i, raw, parse_object(item, raw, where)
