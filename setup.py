@@ -1,12 +1,14 @@
 """vccflow: Vonage Contact Center webhook notifications to analytics Parquet, with Apache Beam."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="vccflow",
     version="0.1.0",
     description="Sessionize Vonage Contact Center webhook events into Parquet tables (Apache Beam)",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.14",

@@ -10,7 +10,7 @@ one dead letter with a code from :data:`schemas.ERROR_CODES`.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -40,10 +40,8 @@ CHANNEL_RANK = {
 PRESENCE_TYPE = "agent.presencechanged"
 EVENT_TYPES = frozenset(CHANNEL_RANK) | {PRESENCE_TYPE}
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_TS_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|z|[+-]\d{2}:?\d{2})\Z"
-)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|z|[+-]\d{2}:?\d{2})\Z")
 
 
 class Event(NamedTuple):
@@ -106,7 +104,7 @@ def parse_timestamp(value: Any) -> int:
     if not m:
         raise ValueError(f"not an ISO-8601 time with zone: {value[:64]!r}")
     year, month, day, hour, minute, second, frac, zone = m.groups()
-    base = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+    base = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
     if zone not in ("Z", "z"):
         sign = -1 if zone[0] == "-" else 1
         hh, mm = int(zone[1:3]), int(zone[-2:])
@@ -224,14 +222,21 @@ def _cap(raw: bytes | str) -> tuple[str, int, bool]:
     return (text[:RAW_CAP_CHARS] if truncated else text), size, truncated
 
 
-def dead_letter(code: str, detail: str, raw: bytes | str, origin: str, obj: Any = None) -> DeadLetter:
-    """Build a dead letter, capping ``raw`` and salvaging ``type``/``id`` when readable."""
-    text, size, truncated = _cap(raw)
+def dead_letter(
+    code: str, detail: str, raw: bytes | str, origin: str, obj: Any = None, size: int | None = None
+) -> DeadLetter:
+    """Build a dead letter, capping ``raw`` and salvaging ``type``/``id`` when readable.
+
+    ``size`` is the input's true size when ``raw`` was already cut by the reader.
+    """
+    text, raw_size, truncated = _cap(raw)
+    if size is not None and size > raw_size:
+        raw_size, truncated = size, True
     etype = eid = None
     if isinstance(obj, dict):
         etype = obj.get("type") if isinstance(obj.get("type"), str) else None
         eid = obj.get("id") if isinstance(obj.get("id"), str) else None
-    return DeadLetter(code, detail, text, size, truncated, origin, etype, eid)
+    return DeadLetter(code, detail, text, raw_size, truncated, origin, etype, eid)
 
 
 def parse_object(obj: Any, raw: bytes | str, origin: str) -> Event | DeadLetter:
@@ -242,10 +247,16 @@ def parse_object(obj: Any, raw: bytes | str, origin: str) -> Event | DeadLetter:
         return dead_letter(rej.code, rej.detail, raw, origin, obj)
 
 
-def parse_line(raw: bytes | str, origin: str, max_bytes: int = MAX_EVENT_BYTES) -> Event | DeadLetter:
-    """One notification as bytes (or text) to an event or a dead letter. Never raises."""
-    if len(raw) > max_bytes:
-        return dead_letter("oversized", f"{len(raw)} bytes exceeds the cap of {max_bytes}", raw, origin)
+def parse_line(
+    raw: bytes | str, origin: str, max_bytes: int = MAX_EVENT_BYTES, size: int | None = None
+) -> Event | DeadLetter:
+    """One notification as bytes (or text) to an event or a dead letter. Never raises.
+
+    ``size`` is the true input size when a reader has already cut ``raw`` short.
+    """
+    size = len(raw) if size is None else size
+    if size > max_bytes:
+        return dead_letter("oversized", f"{size} bytes exceeds the cap of {max_bytes}", raw, origin, size=size)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -255,24 +266,16 @@ def parse_line(raw: bytes | str, origin: str, max_bytes: int = MAX_EVENT_BYTES) 
     return parse_object(obj, raw, origin)
 
 
-def parse_document(content: bytes, origin: str, max_bytes: int = MAX_EVENT_BYTES):
-    """A whole ``.json`` document holding one event or an array of events.
-
-    Yields ``(index, raw, Event | DeadLetter)`` per element (index 1-based), or nothing
-    if ``content`` is not a single JSON object or array (the caller then reads it as
-    newline-delimited JSON).
-    """
+def split_json_document(content: bytes) -> list[bytes] | None:
+    """A whole ``.json`` document holding one event or an array of events, as one
+    compact JSON text per event; None when ``content`` is not a single JSON object or
+    array (read it as newline-delimited JSON instead)."""
     try:
         doc = orjson.loads(content)
     except orjson.JSONDecodeError:
-        return
-    items = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else None
-    if items is None:
-        return
-    for i, item in enumerate(items, 1):
-        raw = orjson.dumps(item)
-        where = f"{origin}[{i}]"
-        if len(raw) > max_bytes:
-            yield i, raw, dead_letter("oversized", f"{len(raw)} bytes exceeds the cap of {max_bytes}", raw, where)
-        else:
-            yield i, raw, parse_object(item, raw, where)
+        return None
+    if isinstance(doc, dict):
+        return [content.strip()]
+    if isinstance(doc, list):
+        return [orjson.dumps(item) for item in doc]
+    return None

@@ -79,9 +79,7 @@ class _Timeline:
         self.start = 0
         self.started_by = ""
         self.anomalies: list[str] = []
-        self.at: dict[str, int | None] = dict.fromkeys(
-            ("alerted", "connected", "disconnected", "wrapstarted", "ended")
-        )
+        self.at: dict[str, int | None] = dict.fromkeys(("alerted", "connected", "disconnected", "wrapstarted", "ended"))
         self.failed = False
         self.fail_reason: str | None = None
         self.end_reason: str | None = None
@@ -121,7 +119,12 @@ class _Timeline:
             else:
                 self.anomaly("alerted_out_of_place")
         elif t == "connected":
-            if at["connected"] is None and at["disconnected"] is None and not self.failed and state in (None, "alerting"):
+            if (
+                at["connected"] is None
+                and at["disconnected"] is None
+                and not self.failed
+                and state in (None, "alerting")
+            ):
                 self.close(ts, t)
                 at["connected"] = ts
                 self.open("connected", ts, t)

@@ -1,0 +1,204 @@
+"""Batch job: archived VCC notifications (files) in; validated Parquet tables out.
+
+    vccflow batch --input 'archive/2024-03-*.jsonl.gz' --output out/
+
+Reads every file matching the ``--input`` globs (local or ``gs://``, plain or ``.gz``),
+parses and deduplicates the notifications, sessionizes channels and agents with the pure
+cores, and writes ``channel_sessions``, ``channel_segments``, ``agent_presence``,
+``agent_sessions`` and ``dead_letter`` as hive-partitioned Parquet under ``--output``, then
+validates them with Great Expectations and writes ``_run_report.json``. Arguments it does
+not know are Beam pipeline options (``--runner DataflowRunner --project ...``); without
+``--runner`` the job runs in-process on Beam's FnApiRunner (the DirectRunner's engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import outputs
+from schemas import TABLES
+from transforms.events import MAX_EVENT_BYTES
+from transforms.io import ReadNotifications, expand_patterns
+from transforms.parquet import WriteTables, utc_date
+from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARDS = 16
+
+EXAMPLES = """examples:
+  vccflow batch --input samples/vcc-demo/notifications-*.jsonl --output out/demo
+  vccflow batch --input 'gs://bucket/vcc/2024-03-*.jsonl.gz' --output gs://bucket/vcc-out \\
+      --runner DataflowRunner --project my-project --region europe-west1 \\
+      --temp_location gs://bucket/tmp --setup_file ./setup.py
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vccflow batch",
+        description="Sessionize archived VCC webhook notifications into validated Parquet tables.",
+        epilog=EXAMPLES + "\nAny other --option is passed to Beam's PipelineOptions.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="GLOB",
+        help="file glob of notifications (NDJSON, .gz, or .json documents); repeatable, "
+        "e.g. --input 'archive/*.jsonl.gz' --input extra.json",
+    )
+    parser.add_argument("--output", required=True, metavar="DIR", help="output root (local or gs://), e.g. out/2024-03")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=DEFAULT_SHARDS,
+        help=f"key shards events are grouped by (parallelism of sessionization), default {DEFAULT_SHARDS}",
+    )
+    parser.add_argument(
+        "--max-event-bytes",
+        type=int,
+        default=MAX_EVENT_BYTES,
+        help=f"notifications larger than this become 'oversized' dead letters, default {MAX_EVENT_BYTES}",
+    )
+    return parser
+
+
+def sum_dicts(dicts) -> dict:
+    """Key-wise sum of count dicts (an associative combine)."""
+    total: Counter = Counter()
+    for d in dicts:
+        total.update(d)
+    return dict(total)
+
+
+def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int, max_bytes: int) -> None:
+    """The batch graph: read, sessionize channels then agents, write every table and a
+    statistics file ``_stats.json`` under ``staging``."""
+    read = p | "InputFiles" >> beam.Create(paths) | "Read" >> ReadNotifications(shards, max_bytes)
+    channels = read.channel | "Channels" >> SessionizeChannels(shards)
+    agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents()
+    dead = read.dead | "DeadLetterRows" >> beam.Map(dead_letter_rows)
+    written = (channels.rows, agents.rows, dead) | "AllTables" >> beam.Flatten() | "Write" >> WriteTables(staging)
+    stats_path = beam.io.filesystems.FileSystems.join(staging, "_stats.json")
+    (
+        (read.stats, channels.stats, agents.stats, written)
+        | "AllStats" >> beam.Flatten()
+        | "SumStats" >> beam.CombineGlobally(sum_dicts)
+        | "WriteStats" >> beam.Map(lambda stats: outputs.write_json(stats_path, stats))
+    )
+
+
+def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
+    """A pipeline on the user's ``--runner``, or in-process on the FnApiRunner."""
+    options = PipelineOptions(beam_args)
+    if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        return beam.Pipeline(options=options)
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    return beam.Pipeline(runner=FnApiRunner(), options=options)
+
+
+def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict) -> dict:
+    dead = {k.removeprefix("dead."): v for k, v in sorted(stats.items()) if k.startswith("dead.")}
+    lines, blank = stats.get("lines", 0), stats.get("blank", 0)
+    valid, dups = stats.get("valid", 0), stats.get("duplicates", 0)
+    return {
+        "run_id": run_id,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.monotonic() - started, 3),
+        "input_files": len(paths),
+        "lines": lines,
+        "blank_lines": blank,
+        "valid_events": valid,
+        "duplicates_dropped": dups,
+        "dead_letters": sum(dead.values()),
+        "dead_letters_by_code": dead,
+        "accounting_closes": lines == valid + dups + sum(dead.values()) + blank,
+        "channels": stats.get("channels", 0),
+        "agents": stats.get("agents", 0),
+        "rows": {t: stats.get(f"rows.{t}", 0) for t in TABLES},
+        "validation": verdict.as_dict() if verdict is not None else None,
+    }
+
+
+def summary_text(report: dict, root: str) -> str:
+    """A few lines for the terminal: rows per table, dead letters by code, headline numbers."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    out = [f"vccflow batch: {report['lines']} lines from {report['input_files']} file(s) -> {root}"]
+    out.append(
+        f"  valid events {report['valid_events']}, duplicates dropped {report['duplicates_dropped']}, "
+        f"dead letters {report['dead_letters']}, blank {report['blank_lines']}"
+        f" (accounting {'closes' if report['accounting_closes'] else 'DOES NOT close'})"
+    )
+    out.append("  rows: " + ", ".join(f"{t} {n}" for t, n in report["rows"].items()))
+    if report["dead_letters_by_code"]:
+        out.append("  dead letters: " + ", ".join(f"{c} {n}" for c, n in report["dead_letters_by_code"].items()))
+    sessions = ds.dataset(
+        beam.io.filesystems.FileSystems.join(root, "channel_sessions"), format="parquet", partitioning="hive"
+    ).to_table(columns=["party_role", "is_complete", "connected_at", "handle_ms", "talk_ms", "hold_count"])
+    handled = sessions.filter(
+        pc.and_(
+            pc.and_(pc.equal(sessions["party_role"], "agent"), sessions["is_complete"]),
+            pc.is_valid(sessions["connected_at"]),
+        )
+    )
+    if handled.num_rows:
+        mean = lambda col: pc.mean(handled[col]).as_py() / 1000  # noqa: E731
+        held = pc.sum(pc.greater(handled["hold_count"], 0)).as_py()
+        out.append(
+            f"  agent channels handled {handled.num_rows}: mean handle {mean('handle_ms'):.1f}s, "
+            f"mean talk {mean('talk_ms'):.1f}s, {100 * held / handled.num_rows:.0f}% with a hold"
+        )
+    v = report.get("validation")
+    if v is not None:
+        out.append(f"  validation: {'passed' if v['success'] else 'FAILED'} ({v['summary']})")
+    return "\n".join(out)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the batch job; returns the process exit code (0 ok, 1 validation failed)."""
+    known, beam_args = build_parser().parse_known_args(argv)
+    started = time.monotonic()
+    paths = expand_patterns(known.input)
+    root = known.output.rstrip("/")
+    outputs.check_output_root(root)
+    run_id = outputs.new_run_id()
+    staging = outputs.staging_root(root, run_id)
+    log.info("batch run %s: %d input file(s), staging in %s", run_id, len(paths), staging)
+    try:
+        with make_pipeline(beam_args) as p:
+            build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
+        stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))
+        outputs.fill_empty_tables(
+            staging, {t: stats.get(f"rows.{t}", 0) for t in TABLES}, utc_date(time.time_ns() // 1000)
+        )
+        log.info("pipeline done in %.1fs; validating", time.monotonic() - started)
+        from pipelines.validate import validate_output
+
+        verdict = validate_output(staging)
+        report = build_report(stats, paths, run_id, started, verdict)
+        outputs.write_json(beam.io.filesystems.FileSystems.join(staging, outputs.REPORT), report)
+        outputs.publish(staging, root, run_id)
+    except BaseException:
+        outputs.discard(staging)
+        raise
+    print(summary_text(report, root))
+    if not verdict.success:
+        import sys
+
+        from pipelines.validate import format_verdict
+
+        print(format_verdict(verdict), file=sys.stderr)
+        return 1
+    return 0

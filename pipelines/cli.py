@@ -1,0 +1,70 @@
+"""The ``vccflow`` command: one subcommand per pipeline module, each with its own options.
+
+Errors a user can fix (no input, unusable output folder) print one line and exit 2;
+``--verbose`` shows tracebacks and debug logs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+COMMANDS = {
+    "batch": ("pipelines.batch", "sessionize archived notification files into validated Parquet"),
+    "generate": ("pipelines.generate", "write realistic synthetic VCC traffic and its ground truth"),
+    "validate": ("pipelines.validate", "validate an existing output folder with Great Expectations"),
+}
+
+USAGE = "usage: vccflow [--verbose] COMMAND [options]   (vccflow COMMAND --help for a command's options)"
+
+
+def _help() -> str:
+    lines = [
+        USAGE,
+        "",
+        "Vonage Contact Center webhook notifications to analytics Parquet, with Apache Beam.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<10} {about}" for name, (_, about) in COMMANDS.items()]
+    lines += ["", "example:", "  vccflow batch --input 'samples/vcc-demo/notifications-*.jsonl' --output out/demo"]
+    return "\n".join(lines)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    for name in ("pipelines", "transforms"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = False
+    while args and args[0] in ("-v", "--verbose"):
+        verbose = True
+        args.pop(0)
+    if not args or args[0] in ("-h", "--help"):
+        print(_help())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"vccflow: unknown command {name!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    setup_logging(verbose)
+    module = importlib.import_module(COMMANDS[name][0])
+    from pipelines.outputs import OutputError
+    from transforms.io import NoInputError
+
+    try:
+        return module.run(rest)
+    except (NoInputError, OutputError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if verbose:
+            raise
+        print(f"vccflow {name}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

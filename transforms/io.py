@@ -1,0 +1,187 @@
+"""Reading archived notifications: file patterns in, parsed events (sharded in batches) out.
+
+Files are opened through Beam's ``FileSystems`` (local paths, ``gs://`` and every other
+registered scheme), ``.gz`` decompressed by extension. A file holds newline-delimited JSON;
+a ``.json`` file may instead hold one event or a JSON array of events. Each file is read
+by one worker, line by line with line numbers, so every dead letter names its origin.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, parse_line, split_json_document
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 8 << 20
+#: Events per emitted batch: big enough to make Beam's per-element cost negligible.
+BATCH_EVENTS = 20_000
+
+CHANNEL = "channel"
+PRESENCE = "presence"
+DEAD = "dead"
+STATS = "stats"
+
+
+class NoInputError(ValueError):
+    """A glob matched no file."""
+
+
+def expand_patterns(patterns: list[str]) -> list[str]:
+    """Every file matching any pattern, sorted, de-duplicated. Raises NoInputError for a
+    pattern that matches nothing (an empty success would hide a typo)."""
+    paths: set[str] = set()
+    results = FileSystems.match(patterns)
+    for pattern, result in zip(patterns, results, strict=True):
+        found = [m.path for m in result.metadata_list if not m.path.endswith("/")]
+        if not found:
+            raise NoInputError(f"no input file matches {pattern!r}")
+        paths.update(found)
+    return sorted(paths)
+
+
+def shard_of(key: str, shards: int) -> int:
+    """Stable shard of an entity key (same on every worker and run)."""
+    return zlib.crc32(key.encode("utf-8")) % shards
+
+
+def iter_lines(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, bytes, int]]:
+    """Yield ``(line_no, line, size)`` for each line of a binary stream (1-based numbers).
+
+    ``size`` is the line's true length; a line longer than ``max_bytes`` is yielded cut to
+    ``max_bytes + 1`` bytes, so memory stays bounded whatever the input. A trailing ``\\r``
+    is dropped.
+    """
+    keep = max_bytes + 1
+    carry = b""
+    size = 0
+    line_no = 0
+    while chunk := stream.read(CHUNK_BYTES):
+        start = 0
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            piece = chunk[start:nl]
+            start = nl + 1
+            line_no += 1
+            if size:
+                size += len(piece)
+                if len(carry) < keep:
+                    carry += piece[: keep - len(carry)]
+                line, carry, n, size = carry, b"", size, 0
+            else:
+                line, n = piece[:keep], len(piece)
+            if line.endswith(b"\r"):
+                line, n = line[:-1], n - 1
+            yield line_no, line, n
+        rest = chunk[start:]
+        if rest:
+            size += len(rest)
+            if len(carry) < keep:
+                carry += rest[: keep - len(carry)]
+    if size:
+        yield line_no + 1, carry.removesuffix(b"\r"), size - carry.endswith(b"\r")
+
+
+def _is_json_document(path: str) -> bool:
+    name = path.lower().removesuffix(".gz")
+    return name.endswith(".json")
+
+
+def _now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+class ReadFileFn(beam.DoFn):
+    """One file path in. Out: batches ``(shard, [Event])`` of channel events (main output)
+    and of presence events (``presence``), one ``(path, ingested_at_us, [DeadLetter])`` per
+    file with rejects (``dead``) and one statistics dict per file (``stats``)."""
+
+    def __init__(self, shards: int, max_bytes: int = MAX_EVENT_BYTES) -> None:
+        self.shards = shards
+        self.max_bytes = max_bytes
+
+    def _records(self, path: str) -> Iterator[tuple[str, bytes, int]]:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+            if _is_json_document(path):
+                content = f.read()
+                items = split_json_document(content)
+                if items is not None:
+                    for i, raw in enumerate(items, 1):
+                        yield f"{path}[{i}]", raw, len(raw)
+                    return
+                f = io.BytesIO(content)
+            for line_no, line, size in iter_lines(f, self.max_bytes):
+                yield f"{path}:{line_no}", line, size
+
+    def process(self, path: str):
+        started = time.monotonic()
+        ingested = _now_us()
+        shards, max_bytes = self.shards, self.max_bytes
+        buffers: dict[tuple[bool, int], list[Event]] = {}
+        dead: list[DeadLetter] = []
+        lines = blank = buffered = 0
+        for origin, raw, size in self._records(path):
+            lines += 1
+            if not raw.strip():
+                blank += 1
+                continue
+            out = parse_line(raw, origin, max_bytes, size)
+            if isinstance(out, DeadLetter):
+                dead.append(out)
+                continue
+            buffers.setdefault((out.is_channel, shard_of(out.key, shards)), []).append(out)
+            buffered += 1
+            if buffered >= BATCH_EVENTS:
+                yield from self._flush(buffers)
+                buffered = 0
+        yield from self._flush(buffers)
+        if dead:
+            yield beam.pvalue.TaggedOutput(DEAD, (path, ingested, dead))
+        elapsed = time.monotonic() - started
+        log.info(
+            "read %s: %d lines, %d dead letters in %.1fs (%.0f lines/s)",
+            path,
+            lines,
+            len(dead),
+            elapsed,
+            lines / max(elapsed, 1e-6),
+        )
+        stats = Counter(f"dead.{d.error_code}" for d in dead)
+        stats.update(files=1, lines=lines, blank=blank)
+        yield beam.pvalue.TaggedOutput(STATS, dict(stats))
+
+    @staticmethod
+    def _flush(buffers: dict[tuple[bool, int], list[Event]]):
+        for (is_channel, shard), events in buffers.items():
+            yield (shard, events) if is_channel else beam.pvalue.TaggedOutput(PRESENCE, (shard, events))
+        buffers.clear()
+
+
+class ReadNotifications(beam.PTransform):
+    """File paths (already expanded, see :func:`expand_patterns`) in; a tuple of
+    PCollections out: ``channel`` and ``presence`` batches ``(shard, [Event])``, ``dead``
+    ``(path, ingested_at_us, [DeadLetter])`` and ``stats`` dicts."""
+
+    def __init__(self, shards: int, max_bytes: int = MAX_EVENT_BYTES) -> None:
+        super().__init__()
+        self.shards = shards
+        self.max_bytes = max_bytes
+
+    def expand(self, paths):
+        outs = (
+            paths
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadAndParse"
+            >> beam.ParDo(ReadFileFn(self.shards, self.max_bytes)).with_outputs(PRESENCE, DEAD, STATS, main=CHANNEL)
+        )
+        return outs

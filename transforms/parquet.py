@@ -1,0 +1,82 @@
+"""Writing output rows as hive-partitioned Parquet through Beam's FileSystems.
+
+A batch of rows of one table becomes one file per ``event_date`` partition:
+``ROOT/<table>/event_date=YYYY-MM-DD/part-<label>.parquet``. Labels are deterministic
+(shard number, input file hash, window), so a retried bundle overwrites its own files and
+never adds a second copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import PARTITION_COLUMN, PARTITION_SOURCE, TABLES
+
+_DAY_US = 86_400_000_000
+_EPOCH_DATE = date(1970, 1, 1)
+
+
+def utc_date(ts_us: int) -> str:
+    """``YYYY-MM-DD`` of a microsecond UTC time."""
+    return (_EPOCH_DATE + timedelta(days=ts_us // _DAY_US)).isoformat()
+
+
+def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    """Rows keyed by column name (timestamps as int microseconds) to an Arrow table with
+    the table's schema from :mod:`schemas.outputs`."""
+    return pa.Table.from_pylist(rows, schema=TABLES[table])
+
+
+def partition_rows(table: str, rows: Iterable[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by their ``event_date`` partition."""
+    column = PARTITION_SOURCE[table]
+    parts: dict[str, list[dict]] = {}
+    days: dict[int, str] = {}
+    for row in rows:
+        day = row[column] // _DAY_US
+        name = days.get(day)
+        if name is None:
+            name = days[day] = utc_date(row[column])
+        parts.setdefault(name, []).append(row)
+    return parts
+
+
+def write_parquet(path: str, data: pa.Table) -> None:
+    """One Arrow table to one Parquet file at ``path`` (any FileSystems scheme)."""
+    with FileSystems.create(path) as f:
+        pq.write_table(data, f, compression="zstd")
+
+
+def table_file(root: str, table: str, day: str, label: str) -> str:
+    return FileSystems.join(root, table, f"{PARTITION_COLUMN}={day}", f"part-{label}.parquet")
+
+
+def write_rows(root: str, table: str, label: str, rows: list[dict]) -> int:
+    """Write ``rows`` of ``table`` under ``root``, one file per partition; returns the count."""
+    for day, part in sorted(partition_rows(table, rows).items()):
+        write_parquet(table_file(root, table, day, label), to_arrow(table, part))
+    return len(rows)
+
+
+class WriteTables(beam.PTransform):
+    """``(table, label, [row dict])`` elements in; Parquet files under ``root`` written;
+    out: ``{"rows.<table>": n}`` count dicts (one per element), for the run report."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__()
+        self.root = root
+
+    def expand(self, batches):
+        root = self.root
+
+        def write(element):
+            table, label, rows = element
+            return {f"rows.{table}": write_rows(root, table, label, rows)}
+
+        return batches | "WriteParquet" >> beam.Map(write)

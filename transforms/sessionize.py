@@ -1,0 +1,134 @@
+"""Batch sessionization: thin Beam shells around the pure cores in :mod:`transforms.timeline`
+and :mod:`transforms.presence`.
+
+Events travel in batches keyed by a shard of their entity (channel or agent), so Beam's
+per-element cost is paid per batch, not per event; one GroupByKey brings all of a shard's
+events together and the pure core runs once per channel and once per agent.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+
+import apache_beam as beam
+
+from transforms.events import DeadLetter, Event
+from transforms.io import shard_of
+from transforms.presence import sessionize_agent
+from transforms.timeline import dedup, sessionize_channel
+
+AGENT_WORK = "agent_work"
+STATS = "stats"
+
+
+def _label(shard: int) -> str:
+    return f"s{shard:05d}"
+
+
+def _merge_batches(batches) -> dict[str, list]:
+    by_key: dict[str, list] = defaultdict(list)
+    for batch in batches:
+        for item in batch:
+            by_key[item.key if isinstance(item, Event) else item["agent_id"]].append(item)
+    return by_key
+
+
+class SessionizeChannelShardFn(beam.DoFn):
+    """``(shard, [[Event]])`` in. Out: ``(table, label, rows)`` for ``channel_sessions`` and
+    ``channel_segments`` (main), ``(agent_shard, [segment])`` of agent channels
+    (``agent_work``) and a statistics dict (``stats``)."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+
+    def process(self, element):
+        shard, batches = element
+        sessions: list[dict] = []
+        segments: list[dict] = []
+        work: dict[int, list[dict]] = defaultdict(list)
+        valid = duplicates = 0
+        for events in _merge_batches(batches).values():
+            result = sessionize_channel(events)
+            sessions.append(result.session)
+            segments.extend(result.segments)
+            valid += result.session["event_count"]
+            duplicates += result.session["duplicate_count"]
+            agent = result.session["agent_id"]
+            if agent is not None and result.session["party_role"] == "agent":
+                work[shard_of(agent, self.shards)].extend(result.segments)
+        yield "channel_sessions", _label(shard), sessions
+        if segments:
+            yield "channel_segments", _label(shard), segments
+        for agent_shard, segs in work.items():
+            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, [segs]))
+        yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "channels": len(sessions)})
+
+
+class SessionizeChannels(beam.PTransform):
+    """Channel event batches ``(shard, [Event])`` in; a tuple out: table row batches
+    ``(table, label, rows)`` (main), agent work ``(agent_shard, [[segment]])`` and stats."""
+
+    def __init__(self, shards: int) -> None:
+        super().__init__()
+        self.shards = shards
+
+    def expand(self, batches):
+        return (
+            batches
+            | "GroupByChannelShard" >> beam.GroupByKey()
+            | "SessionizeChannelShard"
+            >> beam.ParDo(SessionizeChannelShardFn(self.shards)).with_outputs(AGENT_WORK, STATS, main="rows")
+        )
+
+
+def _sessionize_agent_shard(element):
+    shard, tagged = element
+    presence: dict[str, list[Event]] = defaultdict(list)
+    work: dict[str, list[dict]] = defaultdict(list)
+    for kind, batch in tagged:
+        if kind == "p":
+            for ev in batch:
+                presence[ev.key].append(ev)
+        else:
+            for segs in batch:
+                for seg in segs:
+                    work[seg["agent_id"]].append(seg)
+    presence_rows: list[dict] = []
+    session_rows: list[dict] = []
+    valid = duplicates = 0
+    for agent in sorted(presence.keys() | work.keys()):
+        events, dropped = dedup(presence.get(agent, ()))
+        valid += len(events)
+        duplicates += dropped
+        result = sessionize_agent(agent, events, work.get(agent, ()))
+        presence_rows.extend(result.presence)
+        session_rows.extend(result.sessions)
+    if presence_rows:
+        yield "agent_presence", _label(shard), presence_rows
+    if session_rows:
+        yield "agent_sessions", _label(shard), session_rows
+    yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": len(presence | work)})
+
+
+class SessionizeAgents(beam.PTransform):
+    """Presence event batches ``(shard, [Event])`` and agent work ``(shard, [[segment]])``
+    in (as a pair); table row batches (main) and stats out."""
+
+    def expand(self, pair):
+        presence, work = pair
+        tagged_p = presence | "TagPresence" >> beam.MapTuple(lambda s, evs: (s, ("p", evs)))
+        tagged_w = work | "TagWork" >> beam.MapTuple(lambda s, segs: (s, ("w", segs)))
+        return (
+            (tagged_p, tagged_w)
+            | "FlattenAgentInputs" >> beam.Flatten()
+            | "GroupByAgentShard" >> beam.GroupByKey()
+            | "SessionizeAgentShard" >> beam.ParDo(_sessionize_agent_shard).with_outputs(STATS, main="rows")
+        )
+
+
+def dead_letter_rows(element) -> tuple[str, str, list[dict]]:
+    """``(path, ingested_at_us, [DeadLetter])`` to a ``dead_letter`` row batch."""
+    path, ingested, letters = element
+    rows = [{**d._asdict(), "ingested_at": ingested} for d in letters if isinstance(d, DeadLetter)]
+    return "dead_letter", f"f{zlib.crc32(path.encode('utf-8')):08x}", rows
