@@ -1,0 +1,186 @@
+"""Parsing notifications into events or dead letters."""
+
+from __future__ import annotations
+
+import copy
+
+import orjson
+import pytest
+
+from transforms.events import DeadLetter, Event, parse_line, parse_timestamp, split_json_document, split_type
+
+HELD = {
+    "specversion": "1.0",
+    "type": "channel.held.v1",
+    "id": "2VejGqWZPqHXHVNcfUPUO8IASAp",
+    "source": "/channel",
+    "subject": "740109c1-12d5-430f-9543-131fe5c4edcb",
+    "time": "2022-08-30T14:34:36.6134321Z",
+    "datacontenttype": "application/json",
+    "data": {
+        "timestamp": "2022-08-30T14:34:36.088Z",
+        "channel": {
+            "conversationId": "3e71f453-116a-3abc-7769-bc678ef6e080",
+            "interactionId": "1371f451-116a-4abc-8869-bc678ef67070",
+            "channelId": "740109c1-12d5-430f-9543-131fe5c4edcb",
+            "party": {"role": "agent", "agentId": "1544", "userId": "ef71f453-556a-3abc-7769-bc678ef6e090"},
+        },
+    },
+}
+PRESENCE = {
+    "specversion": "1.0",
+    "type": "agent.presencechanged.v1",
+    "id": "2VejGqWZPqHXHVNcfUPUO8IASAq",
+    "source": "/agent",
+    "subject": "1544",
+    "time": "2023-09-20T09:49:06.6134321Z",
+    "datacontenttype": "application/json",
+    "data": {
+        "timestamp": "2023-09-20T09:49:05.946Z",
+        "presence": {
+            "presenceId": "3bf05984-1957-4e56-9c2c-ce04fa9b3ffc",
+            "category": {"type": "ready", "description": "Ready", "subcategory": "readyOutbound"},
+            "description": "Ready (Outbound)",
+        },
+        "user": {"agentId": "1544", "userId": "e56a3bb6-1881-46cc-9e26-0191c7b1187f"},
+    },
+}
+
+
+def line(obj) -> bytes:
+    return orjson.dumps(obj)
+
+
+def with_(obj: dict, path: str, value) -> dict:
+    out = copy.deepcopy(obj)
+    *parents, last = path.split(".")
+    node = out
+    for p in parents:
+        node = node[p]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return out
+
+
+def test_channel_event_from_the_docs():
+    ev = parse_line(line(HELD), "f:1")
+    assert isinstance(ev, Event)
+    assert ev.type == "channel.held" and ev.source == "/channel" and ev.id == "2VejGqWZPqHXHVNcfUPUO8IASAp"
+    assert ev.key == "740109c1-12d5-430f-9543-131fe5c4edcb"
+    assert ev.ts == parse_timestamp("2022-08-30T14:34:36.088Z") == 1661870076088000
+    assert (ev.party_role, ev.agent_id, ev.user_id) == ("agent", "1544", "ef71f453-556a-3abc-7769-bc678ef6e090")
+    assert ev.interaction_id == "1371f451-116a-4abc-8869-bc678ef67070"
+    assert ev.is_channel
+
+
+def test_presence_event_from_the_docs():
+    ev = parse_line(line(PRESENCE), "f:2")
+    assert isinstance(ev, Event) and not ev.is_channel
+    assert (ev.key, ev.agent_id, ev.presence_type, ev.presence_subcategory) == (
+        "1544",
+        "1544",
+        "ready",
+        "readyOutbound",
+    )
+    assert ev.presence_description == "Ready (Outbound)"
+    assert ev.presence_id == "3bf05984-1957-4e56-9c2c-ce04fa9b3ffc"
+
+
+@pytest.mark.parametrize("version", ["v0", "v1"])
+def test_both_versions_accepted_and_compared_without_suffix(version):
+    ev = parse_line(line(with_(HELD, "type", f"channel.held.{version}")), "f:1")
+    assert ev.type == "channel.held"
+
+
+def test_reason_on_ended_and_failed():
+    ended = with_(with_(HELD, "type", "channel.ended.v1"), "data.reason", "released")
+    assert parse_line(line(ended), "x").reason == "released"
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [
+        ("2022-08-30T14:34:36.088Z", 1661870076088000),
+        ("2022-08-30T14:34:36.6134321Z", 1661870076613432),
+        ("2022-08-30T14:34:36Z", 1661870076000000),
+        ("2022-08-30T14:34:36.1Z", 1661870076100000),
+        ("2022-08-30T16:34:36.088+02:00", 1661870076088000),
+        ("2022-08-30T10:04:36.088-0430", 1661870076088000),
+    ],
+)
+def test_timestamps_any_precision_and_zone(text, micros):
+    assert parse_timestamp(text) == micros
+
+
+@pytest.mark.parametrize(
+    "text", ["yesterday", "2022-13-01T00:00:00Z", "2022-08-30T14:34:36", 1661870076, None, "2022-02-30T00:00:00Z"]
+)
+def test_bad_timestamps(text):
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+
+
+def test_split_type():
+    assert split_type("agent.presencechanged.v1") == ("agent.presencechanged", "v1")
+    assert split_type("channel.held") == ("channel.held", None)
+    assert split_type("channel.vip") == ("channel.vip", None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b'{"type": "channel.held.v1", "id": ', "invalid_json"),
+        (b"\xff\xfe{}", "invalid_encoding"),
+        (b"[1, 2]", "not_an_object"),
+        (b'"just a string"', "not_an_object"),
+        (line(with_(HELD, "id", KeyError)), "missing_field"),
+        (line(with_(HELD, "source", "")), "missing_field"),
+        (line(with_(HELD, "data.timestamp", KeyError)), "missing_field"),
+        (line(with_(HELD, "data.channel", KeyError)), "missing_field"),
+        (line(with_(with_(HELD, "data.channel.channelId", KeyError), "subject", KeyError)), "missing_field"),
+        (line(with_(HELD, "data.timestamp", "yesterday")), "bad_timestamp"),
+        (line(with_(HELD, "data.timestamp", "2024-13-45T99:00:00Z")), "bad_timestamp"),
+        (line(with_(HELD, "data", "a string")), "invalid_field"),
+        (line(with_(HELD, "id", {"nested": 1})), "invalid_field"),
+        (line(with_(HELD, "data.channel.party", [1])), "invalid_field"),
+        (line(with_(HELD, "type", "interaction.detailrecord.v0")), "unsupported_type"),
+        (line(with_(HELD, "type", "channel.held.v9")), "unsupported_type"),
+        (line(with_(PRESENCE, "data.presence", KeyError)), "missing_field"),
+        (line(with_(PRESENCE, "data.presence.category.type", KeyError)), "missing_field"),
+        (b'{"a": 1e400}', "invalid_json"),
+        (b"[" * 5000 + b"]" * 5000, "invalid_json"),
+    ],
+)
+def test_unusable_inputs_become_dead_letters_with_a_code(raw, code):
+    out = parse_line(raw, "file.jsonl:7")
+    assert isinstance(out, DeadLetter)
+    assert out.error_code == code, out.error_detail
+    assert out.origin == "file.jsonl:7" and out.raw_bytes == len(raw) and out.error_detail
+
+
+def test_dead_letter_salvages_type_and_id():
+    out = parse_line(line(with_(HELD, "type", "interaction.detailrecord.v0")), "x")
+    assert (out.event_type, out.event_id) == ("interaction.detailrecord.v0", "2VejGqWZPqHXHVNcfUPUO8IASAp")
+
+
+def test_oversized_is_rejected_before_parsing_and_raw_capped():
+    raw = line(with_(HELD, "subject", "x" * 5000))
+    out = parse_line(raw, "x", max_bytes=1000)
+    assert out.error_code == "oversized" and out.raw_bytes == len(raw)
+    big = b"z" * 100_000
+    out = parse_line(big, "x", max_bytes=10, size=3_000_000)
+    assert out.raw_bytes == 3_000_000 and out.raw_truncated and len(out.raw) == 8192
+
+
+def test_agent_id_falls_back_to_subject():
+    ev = parse_line(line(with_(PRESENCE, "data.user", KeyError)), "x")
+    assert ev.key == "1544" and ev.user_id is None
+
+
+def test_split_json_document():
+    assert split_json_document(b'[{"a":1}, {"b":2}]') == [b'{"a":1}', b'{"b":2}']
+    assert split_json_document(b' {"a": 1}\n') == [b'{"a": 1}']
+    assert split_json_document(b'{"a":1}\n{"b":2}\n') is None
+    assert split_json_document(b"42") is None
