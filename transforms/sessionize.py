@@ -26,18 +26,18 @@ def _label(shard: int) -> str:
     return f"s{shard:05d}"
 
 
-def _merge_batches(batches) -> dict[str, list]:
-    by_key: dict[str, list] = defaultdict(list)
+def _by_key(batches) -> dict[str, list[Event]]:
+    by_key: dict[str, list[Event]] = defaultdict(list)
     for batch in batches:
-        for item in batch:
-            by_key[item.key if isinstance(item, Event) else item["agent_id"]].append(item)
+        for ev in batch:
+            by_key[ev.key].append(ev)
     return by_key
 
 
 class SessionizeChannelShardFn(beam.DoFn):
     """``(shard, [[Event]])`` in. Out: ``(table, label, rows)`` for ``channel_sessions`` and
-    ``channel_segments`` (main), ``(agent_shard, [segment])`` of agent channels
-    (``agent_work``) and a statistics dict (``stats``)."""
+    ``channel_segments`` (main), ``(agent_shard, ([segment], [session]))`` of agent
+    channels (``agent_work``) and a statistics dict (``stats``)."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -46,9 +46,9 @@ class SessionizeChannelShardFn(beam.DoFn):
         shard, batches = element
         sessions: list[dict] = []
         segments: list[dict] = []
-        work: dict[int, list[dict]] = defaultdict(list)
+        work: dict[int, tuple[list[dict], list[dict]]] = defaultdict(lambda: ([], []))
         valid = duplicates = 0
-        for events in _merge_batches(batches).values():
+        for events in _by_key(batches).values():
             result = sessionize_channel(events)
             sessions.append(result.session)
             segments.extend(result.segments)
@@ -56,18 +56,21 @@ class SessionizeChannelShardFn(beam.DoFn):
             duplicates += result.session["duplicate_count"]
             agent = result.session["agent_id"]
             if agent is not None and result.session["party_role"] == "agent":
-                work[shard_of(agent, self.shards)].extend(result.segments)
+                segs, sess = work[shard_of(agent, self.shards)]
+                segs.extend(result.segments)
+                sess.append(result.session)
         yield "channel_sessions", _label(shard), sessions
         if segments:
             yield "channel_segments", _label(shard), segments
-        for agent_shard, segs in work.items():
-            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, [segs]))
+        for agent_shard, pair in work.items():
+            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, pair))
         yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "channels": len(sessions)})
 
 
 class SessionizeChannels(beam.PTransform):
     """Channel event batches ``(shard, [Event])`` in; a tuple out: table row batches
-    ``(table, label, rows)`` (main), agent work ``(agent_shard, [[segment]])`` and stats."""
+    ``(table, label, rows)`` (main), agent work ``(agent_shard, ([segment], [session]))``
+    and stats."""
 
     def __init__(self, shards: int) -> None:
         super().__init__()
@@ -85,40 +88,43 @@ class SessionizeChannels(beam.PTransform):
 def _sessionize_agent_shard(element):
     shard, tagged = element
     presence: dict[str, list[Event]] = defaultdict(list)
-    work: dict[str, list[dict]] = defaultdict(list)
+    segments: dict[str, list[dict]] = defaultdict(list)
+    sessions: dict[str, list[dict]] = defaultdict(list)
     for kind, batch in tagged:
         if kind == "p":
             for ev in batch:
                 presence[ev.key].append(ev)
         else:
-            for segs in batch:
-                for seg in segs:
-                    work[seg["agent_id"]].append(seg)
+            for seg in batch[0]:
+                segments[seg["agent_id"]].append(seg)
+            for row in batch[1]:
+                sessions[row["agent_id"]].append(row)
     presence_rows: list[dict] = []
     session_rows: list[dict] = []
     valid = duplicates = 0
-    for agent in sorted(presence.keys() | work.keys()):
+    agents = sorted(presence.keys() | segments.keys())
+    for agent in agents:
         events, dropped = dedup(presence.get(agent, ()))
         valid += len(events)
         duplicates += dropped
-        result = sessionize_agent(agent, events, work.get(agent, ()))
+        result = sessionize_agent(agent, events, segments.get(agent, ()), sessions.get(agent, ()))
         presence_rows.extend(result.presence)
         session_rows.extend(result.sessions)
     if presence_rows:
         yield "agent_presence", _label(shard), presence_rows
     if session_rows:
         yield "agent_sessions", _label(shard), session_rows
-    yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": len(presence | work)})
+    yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": len(agents)})
 
 
 class SessionizeAgents(beam.PTransform):
-    """Presence event batches ``(shard, [Event])`` and agent work ``(shard, [[segment]])``
-    in (as a pair); table row batches (main) and stats out."""
+    """Presence event batches ``(shard, [Event])`` and agent work ``(shard, ([segment],
+    [session]))`` in (as a pair); table row batches (main) and stats out."""
 
     def expand(self, pair):
         presence, work = pair
         tagged_p = presence | "TagPresence" >> beam.MapTuple(lambda s, evs: (s, ("p", evs)))
-        tagged_w = work | "TagWork" >> beam.MapTuple(lambda s, segs: (s, ("w", segs)))
+        tagged_w = work | "TagWork" >> beam.MapTuple(lambda s, pair: (s, ("w", pair)))
         return (
             (tagged_p, tagged_w)
             | "FlattenAgentInputs" >> beam.Flatten()

@@ -1,0 +1,105 @@
+"""Reading notification files: line splitting, compression, JSON documents, globs."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import apache_beam as beam
+import orjson
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.test_events import HELD, PRESENCE, with_
+from transforms import io as vio
+from transforms.io import NoInputError, ReadNotifications, expand_patterns, iter_lines, shard_of
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
+def test_iter_lines_any_chunking(monkeypatch, chunk):
+    monkeypatch.setattr(vio, "CHUNK_BYTES", chunk)
+    data = b"ab\r\n\nxxxxxxxxxx\nlast"
+    assert list(iter_lines(io.BytesIO(data), max_bytes=4)) == [
+        (1, b"ab", 2),
+        (2, b"", 0),
+        (3, b"xxxxx", 10),
+        (4, b"last", 4),
+    ]
+
+
+def test_iter_lines_trailing_newline_adds_no_line():
+    assert list(iter_lines(io.BytesIO(b"a\nb\n"))) == [(1, b"a", 1), (2, b"b", 1)]
+    assert list(iter_lines(io.BytesIO(b""))) == []
+
+
+def test_shard_is_stable():
+    assert shard_of("740109c1-12d5-430f-9543-131fe5c4edcb", 16) == shard_of("740109c1-12d5-430f-9543-131fe5c4edcb", 16)
+    assert {shard_of(f"c{i}", 8) for i in range(200)} == set(range(8))
+
+
+def test_expand_patterns_sorted_and_missing_is_an_error(tmp_path):
+    for name in ("b.jsonl", "a.jsonl", "c.txt"):
+        (tmp_path / name).write_text("")
+    got = expand_patterns([str(tmp_path / "*.jsonl"), str(tmp_path / "a.jsonl")])
+    assert got == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    with pytest.raises(NoInputError, match="nope"):
+        expand_patterns([str(tmp_path / "*.jsonl"), str(tmp_path / "nope*.jsonl")])
+
+
+def _held(i: int, channel: str = "ch1") -> dict:
+    ev = with_(HELD, "id", f"id{i}")
+    ev = with_(ev, "subject", channel)
+    return with_(ev, "data.channel.channelId", channel)
+
+
+def test_read_notifications_plain_gzip_and_json_documents(tmp_path, pipeline):
+    (tmp_path / "a.jsonl").write_bytes(orjson.dumps(_held(1)) + b"\n\n" + b"{broken\n" + orjson.dumps(PRESENCE) + b"\n")
+    with gzip.open(tmp_path / "b.jsonl.gz", "wb") as f:
+        f.write(orjson.dumps(_held(2, "ch2")) + b"\n" + b"[1]")
+    (tmp_path / "c.json").write_bytes(orjson.dumps([_held(3), _held(4, "ch2"), {"no": "type"}]))
+    (tmp_path / "d.json").write_bytes(orjson.dumps(_held(5)))
+    paths = expand_patterns([str(tmp_path / "*")])
+    with pipeline as p:
+        out = p | beam.Create(paths) | ReadNotifications(shards=4)
+        channel_ids = out.channel | "Ids" >> beam.FlatMapTuple(lambda shard, evs: [(shard, e.key, e.id) for e in evs])
+        assert_that(
+            channel_ids,
+            equal_to(
+                [
+                    (shard_of("ch1", 4), "ch1", "id1"),
+                    (shard_of("ch2", 4), "ch2", "id2"),
+                    (shard_of("ch1", 4), "ch1", "id3"),
+                    (shard_of("ch2", 4), "ch2", "id4"),
+                    (shard_of("ch1", 4), "ch1", "id5"),
+                ]
+            ),
+            label="channel",
+        )
+        presence = out.presence | "P" >> beam.FlatMapTuple(lambda shard, evs: [(shard, e.key) for e in evs])
+        assert_that(presence, equal_to([(shard_of("1544", 4), "1544")]), label="presence")
+        dead = out.dead | "D" >> beam.FlatMapTuple(lambda path, at, ds: [(d.error_code, d.origin) for d in ds])
+        assert_that(
+            dead,
+            equal_to(
+                [
+                    ("invalid_json", f"{tmp_path}/a.jsonl:3"),
+                    ("not_an_object", f"{tmp_path}/b.jsonl.gz:2"),
+                    ("missing_field", f"{tmp_path}/c.json[3]"),
+                ]
+            ),
+            label="dead",
+        )
+        totals = out.stats | beam.CombineGlobally(
+            lambda ds: {k: sum(d.get(k, 0) for d in ds) for k in ("files", "lines", "blank")}
+        )
+        assert_that(totals, equal_to([{"files": 4, "lines": 10, "blank": 1}]), label="stats")
+
+
+def test_oversized_line_dead_letter_keeps_true_size(tmp_path, pipeline):
+    (tmp_path / "a.jsonl").write_bytes(b"{" + b" " * 5000 + b"}\n" + orjson.dumps(_held(1)) + b"\n")
+    with pipeline as p:
+        out = p | beam.Create([str(tmp_path / "a.jsonl")]) | ReadNotifications(shards=2, max_bytes=2000)
+        dead = out.dead | beam.FlatMapTuple(
+            lambda path, at, ds: [(d.error_code, d.raw_bytes, d.raw_truncated) for d in ds]
+        )
+        assert_that(dead, equal_to([("oversized", 5002, True)]))

@@ -1,0 +1,112 @@
+"""Beam composites on small hand-made inputs (TestPipeline on the in-process runner)."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pandas as pd
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.test_timeline import T0, ev
+from transforms.events import DeadLetter, Event
+from transforms.io import shard_of
+from transforms.parquet import WriteTables
+from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
+
+
+def presence(kind: str, at_s: float, agent: str = "1544", id_: str | None = None) -> Event:
+    return Event(
+        "/agent",
+        id_ or f"p-{kind}-{at_s}",
+        "agent.presencechanged",
+        T0 + round(at_s * 1_000_000),
+        agent,
+        agent_id=agent,
+        user_id="u1",
+        presence_type=kind,
+    )
+
+
+def call(channel: str, start: float, role: str = "agent") -> list[Event]:
+    return [
+        ev("alerted", start, channel, role),
+        ev("connected", start + 5, channel, role),
+        ev("held", start + 20, channel, role),
+        ev("retrieved", start + 30, channel, role),
+        ev("disconnected", start + 65, channel, role),
+        ev("wrapstarted", start + 65, channel, role),
+        ev("ended", start + 95, channel, role),
+    ]
+
+
+def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pipeline):
+    a, b = call("chA", 0), call("chB", 100, role="customer")
+    dup = a[2]
+    # one channel split over two batches of the same shard, with a duplicate
+    batches = [(shard_of("chA", 4), a[:3]), (shard_of("chA", 4), a[3:] + [dup]), (shard_of("chB", 4), b)]
+    with pipeline as p:
+        out = p | beam.Create(batches) | SessionizeChannels(shards=4)
+        sessions = out.rows | beam.FlatMap(
+            lambda t: (
+                [(r["channel_id"], r["talk_ms"], r["hold_ms"], r["wrap_ms"], r["duplicate_count"]) for r in t[2]]
+                if t[0] == "channel_sessions"
+                else []
+            )
+        )
+        assert_that(sessions, equal_to([("chA", 50000, 10000, 30000, 1), ("chB", 50000, 10000, 30000, 0)]))
+        work = out.agent_work | beam.MapTuple(
+            lambda shard, pair: (shard, sorted({s["channel_id"] for s in pair[0]}), len(pair[1]))
+        )
+        assert_that(work, equal_to([(shard_of("1544", 4), ["chA"], 1)]), label="work")
+        stats = out.stats | beam.CombineGlobally(
+            lambda ds: {k: sum(d[k] for d in ds) for k in ("valid", "duplicates", "channels")}
+        )
+        assert_that(stats, equal_to([{"valid": 14, "duplicates": 1, "channels": 2}]), label="stats")
+
+
+def test_sessionize_agents_joins_presence_and_channel_work(pipeline):
+    from transforms.timeline import sessionize_channel
+
+    result = sessionize_channel(call("chA", 100))
+    shard = shard_of("1544", 4)
+    pres = [presence("ready", 0), presence("away", 200), presence("loggedOut", 400), presence("loggedOut", 400)]
+    with pipeline as p:
+        presence_batches = p | "P" >> beam.Create([(shard, pres)])
+        work = p | "W" >> beam.Create([(shard, (result.segments, [result.session]))])
+        out = (presence_batches, work) | SessionizeAgents()
+        rows = out.rows | beam.FlatMap(lambda t: [(t[0], len(t[2]))])
+        assert_that(rows, equal_to([("agent_presence", 3), ("agent_sessions", 1)]))
+        sess = out.rows | "S" >> beam.FlatMap(
+            lambda t: (
+                [
+                    (r["duration_ms"], r["ready_ms"], r["away_ms"], r["talk_ms"], r["busy_ms"], r["channels_handled"])
+                    for r in t[2]
+                ]
+                if t[0] == "agent_sessions"
+                else []
+            )
+        )
+        assert_that(sess, equal_to([(400000, 200000, 200000, 50000, 90000, 1)]), label="session")
+        stats = out.stats | beam.Map(lambda d: (d["valid"], d["duplicates"], d["agents"]))
+        assert_that(stats, equal_to([(3, 1, 1)]), label="stats")
+
+
+def test_write_tables_partitions_by_utc_date(tmp_path, pipeline):
+    from transforms.timeline import sessionize_channel
+
+    late = sessionize_channel(call("chLate", 16 * 3600 - 10)).session  # 2024-03-04T23:59:50Z
+    early = sessionize_channel(call("chEarly", 0)).session
+    dl = dead_letter_rows((str(tmp_path / "x.jsonl"), T0, [DeadLetter("invalid_json", "bad", "{", 1, False, "x:1")]))
+    with pipeline as p:
+        counts = (
+            p | beam.Create([("channel_sessions", "s00001", [late, early]), dl]) | WriteTables(str(tmp_path / "out"))
+        )
+        assert_that(counts, equal_to([{"rows.channel_sessions": 2}, {"rows.dead_letter": 1}]))
+    files = sorted(x.relative_to(tmp_path / "out").as_posix() for x in (tmp_path / "out").rglob("*.parquet"))
+    assert files == [
+        "channel_sessions/event_date=2024-03-04/part-s00001.parquet",
+        "dead_letter/event_date=2024-03-04/part-" + dl[1] + ".parquet",
+    ]
+    df = pd.read_parquet(tmp_path / "out" / "channel_sessions")
+    assert sorted(df["channel_id"]) == ["chEarly", "chLate"]
+    assert str(df["ended_at"].dtype) == "datetime64[us, UTC]"
+    assert df.set_index("channel_id").loc["chLate", "ended_at"] == pd.Timestamp("2024-03-05T00:01:25Z")

@@ -1,0 +1,441 @@
+"""Agent sessionization: one agent's presence events and channel segments in, its rows out.
+
+Pure Python (no Beam, no pandas), the one rule set used by the batch and the streaming
+pipelines. Rows are plain dicts keyed by the column names of ``schemas.outputs``
+(``AGENT_PRESENCE`` and ``AGENT_SESSIONS``); timestamps are integers (microseconds since
+epoch, UTC); durations are whole milliseconds, ``end // 1000 - start // 1000``
+(:func:`transforms.timeline.ms_between`), so contiguous pieces always add up exactly.
+
+Presence (``agent_presence``)
+    - Presence events are deduplicated on ``(source, id)`` and ordered by ``(ts, id)``;
+      arrival order does not matter.
+    - Each change starts an interval and ends the previous one; the last interval is open
+      (``end_at``/``duration_ms`` None, ``is_open`` True).
+    - A change that repeats the current presence exactly (same normalized type, same
+      ``presence_id``, same subcategory; e.g. a logout notified twice with two ids) is
+      absorbed: it starts no interval (it still counts as a sign of life, see below). A
+      change of ``presence_id`` or subcategory within one type DOES start a new interval.
+    - ``presence_type`` is normalized by :func:`normalize_presence_type`; unknown types are
+      kept raw and counted in ``other_presence_ms``.
+
+Login sessions (``agent_sessions``, ``is_inferred`` False)
+    - A session runs from the first non-``loggedOut`` presence to the next ``loggedOut``
+      (``logout_at``). Data starting mid-session (first event ``away``, ``ready``, ...)
+      opens a session at that first event. ``loggedOut`` outside a session changes nothing.
+    - With no ``loggedOut`` after it the session is open: ``is_open`` True, ``logout_at``
+      None and ``duration_ms`` runs up to the agent's last known time: the latest of its
+      last presence event (absorbed repeats included) and its last segment time (end of a
+      closed segment, start of an open one).
+    - ``ready_ms + away_ms + extended_away_ms + other_presence_ms == duration_ms`` always:
+      closed sessions sum their presence intervals; open sessions sum their closed
+      intervals plus the open one up to the session's end used for ``duration_ms``.
+    - ``session_id`` is ``"{agent_id}:{login_at ISO-8601 UTC, microseconds}"``
+      (``":inferred"`` appended for inferred rows, ``"#2"``, ``"#3"``... on the unlikely
+      collision of two identical ids).
+
+Channel work per session
+    - Only the agent's own agent-role segments count (``party_role == "agent"`` and
+      ``agent_id`` equal to this agent). Segment copies with the same ``(channel_id, seq)``
+      count once (the closed copy wins over an open one).
+    - Each closed segment is clipped to the half-open session ``[login_at, logout_at)``;
+      a segment spanning a boundary is split, so no millisecond is counted twice.
+    - ``talk_ms`` / ``hold_ms`` / ``park_ms`` / ``interruption_ms`` / ``wrap_ms`` sum the
+      clipped connected / held / parked / interrupted / wrap pieces;
+      ``handle_ms = talk + hold + wrap``. Open segments (``end_at`` None) count in no
+      duration anywhere (same rule as the channel totals).
+    - ``channels_handled`` counts the channels whose first closed ``connected`` segment
+      starts inside the session: each channel is counted in exactly one row.
+    - ``busy_ms`` is the wall-clock union of the clipped closed pieces in states
+      connected/held/parked/interrupted/wrap (concurrent channels count once);
+      ``occupancy = busy_ms / duration_ms`` (0.0 when the duration is 0), within [0, 1].
+
+Inferred sessions (``is_inferred`` True)
+    - Segment time outside every login session (an agent without presence data, work
+      before the first login, between sessions, or after a logout such as wrap that
+      continues past it) is never dropped: the uncovered pieces of each gap between
+      login sessions are grouped into stretches, a new stretch starting whenever the agent
+      is idle for more than ``idle_split_ms`` (default 4 h; None: one stretch per gap).
+      Every state, alerting included, and the start of an open segment mark the agent
+      as present.
+    - Each stretch is one row from its earliest to its latest uncovered time:
+      ``login_at`` = earliest, ``logout_at`` = latest (there is no ``loggedOut``),
+      ``is_open`` False, ``duration_ms`` between the two, and all of it in
+      ``other_presence_ms`` (the presence is unknown) so the per-type identity holds.
+
+Nothing here raises on odd input: presence events of other types or agents and
+malformed segment dicts (no ``start_at`` integer) are ignored. An agent with no presence
+events and no usable segments gets two empty lists.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from transforms.events import PRESENCE_TYPE, Event
+from transforms.timeline import dedup, ms_between
+
+READY = "ready"
+AWAY = "away"
+EXTENDED_AWAY = "extendedAway"
+LOGGED_OUT = "loggedOut"
+
+#: Default idle time (ms) that splits uncovered channel work into separate inferred sessions.
+DEFAULT_IDLE_SPLIT_MS = 4 * 3600 * 1000
+
+#: Segment states that make an agent busy, and the session column each one sums into.
+WORK_COLUMNS = {
+    "connected": "talk_ms",
+    "held": "hold_ms",
+    "parked": "park_ms",
+    "interrupted": "interruption_ms",
+    "wrap": "wrap_ms",
+}
+_KNOWN_TYPES = {"ready": READY, "away": AWAY, "extendedaway": EXTENDED_AWAY, "loggedout": LOGGED_OUT}
+_PRESENCE_COLUMNS = {READY: "ready_ms", AWAY: "away_ms", EXTENDED_AWAY: "extended_away_ms"}
+_INF = float("inf")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class AgentResult(NamedTuple):
+    """Rows of one agent: ``agent_presence`` rows and ``agent_sessions`` rows, by start time."""
+
+    presence: list[dict]
+    sessions: list[dict]
+
+
+class _Piece(NamedTuple):
+    """A segment clipped to one session or gap. ``closed`` False: an open segment's start."""
+
+    start: int
+    end: int
+    state: str
+    channel_id: str | None
+    closed: bool
+    first_connect: bool
+
+
+def normalize_presence_type(raw: str | None) -> str:
+    """Known presence types to lower camel case, ignoring case, spaces, ``_`` and ``-``.
+
+    ``READY`` -> ``ready``, ``Extended Away``/``extended_away`` -> ``extendedAway``,
+    ``LoggedOut``/``logged_out`` -> ``loggedOut``. Anything else is returned unchanged
+    (never dropped); None becomes ``"unknown"``.
+    """
+    if raw is None:
+        return "unknown"
+    text = str(raw)
+    folded = "".join(ch for ch in text if ch not in " _-\t").lower()
+    return _KNOWN_TYPES.get(folded, text)
+
+
+def _iso(us: int) -> str:
+    try:
+        return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (OverflowError, ValueError, TypeError):
+        return str(us)
+
+
+def _presence_rows(agent_id: str, events: list[Event]) -> list[dict]:
+    """Ordered, deduplicated presence events to interval rows (the last one open)."""
+    rows: list[dict] = []
+    ident = None
+    for ev in events:
+        ptype = normalize_presence_type(ev.presence_type)
+        cur = (ptype, ev.presence_id, ev.presence_subcategory)
+        if rows and cur == ident:
+            if rows[-1]["user_id"] is None:
+                rows[-1]["user_id"] = ev.user_id
+            continue
+        if rows:
+            prev = rows[-1]
+            prev["end_at"] = ev.ts
+            prev["duration_ms"] = ms_between(prev["start_at"], ev.ts)
+            prev["is_open"] = False
+        ident = cur
+        rows.append(
+            {
+                "agent_id": agent_id,
+                "user_id": ev.user_id,
+                "presence_id": ev.presence_id,
+                "presence_type": ptype,
+                "presence_subcategory": ev.presence_subcategory,
+                "presence_description": ev.presence_description,
+                "start_at": ev.ts,
+                "end_at": None,
+                "duration_ms": None,
+                "is_open": True,
+            }
+        )
+    return rows
+
+
+def _agent_segments(agent_id: str, channel_segments: Iterable[dict]) -> list[dict]:
+    """The agent's own agent-role segments with a usable start, one copy per (channel, seq)."""
+    keyed: dict[tuple, dict] = {}
+    loose: list[dict] = []
+    for seg in channel_segments:
+        if not isinstance(seg, dict) or seg.get("party_role") != "agent" or seg.get("agent_id") != agent_id:
+            continue
+        start, end = seg.get("start_at"), seg.get("end_at")
+        if not isinstance(start, int) or isinstance(start, bool):
+            continue
+        if end is not None and (not isinstance(end, int) or isinstance(end, bool)):
+            continue
+        channel_id, seq = seg.get("channel_id"), seg.get("seq")
+        if channel_id is None or seq is None:
+            loose.append(seg)
+            continue
+        key = (channel_id, seq)
+        cur = keyed.get(key)
+        if cur is None or _copy_rank(seg) > _copy_rank(cur):
+            keyed[key] = seg
+    return list(keyed.values()) + loose
+
+
+def _copy_rank(seg: dict) -> tuple:
+    end = seg.get("end_at")
+    return (end is not None, end if end is not None else -1, -seg["start_at"], str(seg.get("state")))
+
+
+def _first_connects(segments: list[dict]) -> dict:
+    """Channel id -> start of its first closed connected segment."""
+    first: dict = {}
+    for seg in segments:
+        if seg.get("state") == "connected" and seg.get("end_at") is not None:
+            ch, start = seg.get("channel_id"), seg["start_at"]
+            if ch not in first or start < first[ch]:
+                first[ch] = start
+    return first
+
+
+def _work(pieces: list[_Piece]) -> dict:
+    """Channel-work columns of one session from its clipped pieces."""
+    out = dict.fromkeys(WORK_COLUMNS.values(), 0)
+    busy: list[tuple[int, int]] = []
+    handled = set()
+    for p in pieces:
+        if not p.closed:
+            continue
+        col = WORK_COLUMNS.get(p.state)
+        if col is not None:
+            out[col] += ms_between(p.start, p.end)
+            busy.append((p.start, p.end))
+        if p.first_connect:
+            handled.add(p.channel_id)
+    busy.sort()
+    busy_ms = 0
+    cur_s = cur_e = None
+    for s, e in busy:
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                busy_ms += ms_between(cur_s, cur_e)
+            cur_s, cur_e = s, e
+        elif e > cur_e:
+            cur_e = e
+    if cur_e is not None:
+        busy_ms += ms_between(cur_s, cur_e)
+    out["handle_ms"] = out["talk_ms"] + out["hold_ms"] + out["wrap_ms"]
+    out["busy_ms"] = busy_ms
+    out["channels_handled"] = len(handled)
+    return out
+
+
+def _session_row(
+    agent_id: str,
+    user_id: str | None,
+    session_id: str,
+    login: int,
+    logout: int | None,
+    duration: int,
+    presence_ms: dict,
+    work: dict,
+    is_open: bool,
+    is_inferred: bool,
+) -> dict:
+    occupancy = work["busy_ms"] / duration if duration > 0 else 0.0
+    return {
+        "agent_id": agent_id,
+        "user_id": user_id,
+        "session_id": session_id,
+        "login_at": login,
+        "logout_at": logout,
+        "duration_ms": duration,
+        "ready_ms": presence_ms.get("ready_ms", 0),
+        "away_ms": presence_ms.get("away_ms", 0),
+        "extended_away_ms": presence_ms.get("extended_away_ms", 0),
+        "other_presence_ms": presence_ms.get("other_presence_ms", 0),
+        "channels_handled": work["channels_handled"],
+        "talk_ms": work["talk_ms"],
+        "hold_ms": work["hold_ms"],
+        "park_ms": work["park_ms"],
+        "interruption_ms": work["interruption_ms"],
+        "wrap_ms": work["wrap_ms"],
+        "handle_ms": work["handle_ms"],
+        "busy_ms": work["busy_ms"],
+        "occupancy": min(1.0, max(0.0, occupancy)),
+        "is_open": is_open,
+        "is_inferred": is_inferred,
+    }
+
+
+def sessionize_agent(
+    agent_id: str,
+    presence_events: Iterable[Event],
+    channel_segments: Iterable[dict],
+    channel_sessions: Iterable[dict] = (),
+    *,
+    idle_split_ms: int | None = DEFAULT_IDLE_SPLIT_MS,
+) -> AgentResult:
+    """All presence events and channel segments of ONE agent (any order, duplicates allowed).
+
+    ``presence_events``: ``agent.presencechanged`` events of the agent (others ignored).
+    ``channel_segments``: ``channel_segments`` row dicts (from ``sessionize_channel``); any
+    channel's may be passed, only this agent's agent-role ones are used.
+    ``channel_sessions``: optional ``channel_sessions`` rows, used only for ``user_id``
+    when no presence event carries one. ``idle_split_ms``: idle time splitting inferred
+    sessions (None: one per gap between login sessions). See the module docstring for the
+    rules. Never raises on odd input.
+    """
+    events = [
+        ev for ev in presence_events if ev.type == PRESENCE_TYPE and (ev.key == agent_id or ev.agent_id == agent_id)
+    ]
+    distinct, _ = dedup(events)
+    distinct.sort(key=lambda ev: (ev.ts, ev.id, ev.source))
+    presence = _presence_rows(agent_id, distinct)
+    segments = _agent_segments(agent_id, channel_segments)
+    if not presence and not segments:
+        return AgentResult([], [])
+
+    agent_user = next((ev.user_id for ev in distinct if ev.user_id is not None), None)
+    if agent_user is None:
+        fallback = [
+            (cs.get("first_event_at") or 0, str(cs.get("user_id")))
+            for cs in channel_sessions
+            if isinstance(cs, dict)
+            and cs.get("party_role") == "agent"
+            and cs.get("agent_id") == agent_id
+            and cs.get("user_id") is not None
+        ]
+        agent_user = min(fallback)[1] if fallback else None
+
+    # The agent's last known time: closes an open login session.
+    last_known = max((ev.ts for ev in distinct), default=None)
+    for seg in segments:
+        t = seg["start_at"] if seg["end_at"] is None else max(seg["start_at"], seg["end_at"])
+        if last_known is None or t > last_known:
+            last_known = t
+
+    # Login sessions from presence intervals: (login, logout or None, first row, end row).
+    logins: list[tuple[int, int | None, int, int]] = []
+    first = None
+    for i, row in enumerate(presence):
+        if row["presence_type"] == LOGGED_OUT:
+            if first is not None:
+                logins.append((presence[first]["start_at"], row["start_at"], first, i))
+                first = None
+        elif first is None:
+            first = i
+    if first is not None:
+        logins.append((presence[first]["start_at"], None, first, len(presence)))
+
+    starts = [s for s, _, _, _ in logins]
+    ends = [e if e is not None else _INF for _, e, _, _ in logins]
+    n = len(logins)
+
+    # Clip every segment to the sessions it overlaps; uncovered pieces go to their gap
+    # (gap i lies before session i). Sorted session bounds + bisect: O(log n) per segment.
+    in_session: list[list[_Piece]] = [[] for _ in range(n)]
+    in_gap: dict[int, list[_Piece]] = {}
+    first_connect = _first_connects(segments)
+    for seg in segments:
+        a, b, state, ch = seg["start_at"], seg["end_at"], seg.get("state"), seg.get("channel_id")
+        closed = b is not None
+        fc = closed and state == "connected" and first_connect.get(ch) == a
+        if not closed or b <= a:  # a point: open segment start or zero-length (or inverted) segment
+            i = bisect.bisect_right(ends, a)
+            piece = _Piece(a, a, state, ch, closed, fc)
+            if i < n and starts[i] <= a:
+                in_session[i].append(piece)
+            else:
+                in_gap.setdefault(i, []).append(piece)
+            continue
+        i = bisect.bisect_right(ends, a)
+        pos = a
+        while pos < b:
+            if i < n and starts[i] <= pos:
+                stop = min(b, ends[i])
+                if stop > pos:
+                    in_session[i].append(_Piece(pos, stop, state, ch, True, fc and pos == a))
+                    pos = stop
+                i += 1
+            else:
+                stop = min(b, starts[i]) if i < n else b
+                in_gap.setdefault(i, []).append(_Piece(pos, stop, state, ch, True, fc and pos == a))
+                pos = stop
+
+    rows: list[tuple[tuple, dict]] = []
+    used_ids: dict[str, int] = {}
+
+    def unique(sid: str) -> str:
+        k = used_ids.get(sid, 0) + 1
+        used_ids[sid] = k
+        return sid if k == 1 else f"{sid}#{k}"
+
+    for idx, (login, logout, lo, hi) in enumerate(logins):
+        is_open = logout is None
+        end = logout if logout is not None else max(last_known, login)
+        presence_ms = dict.fromkeys(("ready_ms", "away_ms", "extended_away_ms", "other_presence_ms"), 0)
+        user = None
+        for row in presence[lo:hi]:
+            row_end = row["end_at"] if row["end_at"] is not None else end
+            col = _PRESENCE_COLUMNS.get(row["presence_type"], "other_presence_ms")
+            presence_ms[col] += ms_between(row["start_at"], row_end)
+            if user is None:
+                user = row["user_id"]
+        row = _session_row(
+            agent_id,
+            user if user is not None else agent_user,
+            unique(f"{agent_id}:{_iso(login)}"),
+            login,
+            logout,
+            ms_between(login, end),
+            presence_ms,
+            _work(in_session[idx]),
+            is_open,
+            False,
+        )
+        rows.append(((login, False), row))
+
+    for gap in sorted(in_gap):
+        pieces = sorted(in_gap[gap], key=lambda p: (p.start, p.end))
+        stretches: list[list[_Piece]] = []
+        stretch_end = None
+        for p in pieces:
+            if stretch_end is None or (idle_split_ms is not None and ms_between(stretch_end, p.start) > idle_split_ms):
+                stretches.append([])
+                stretch_end = p.end
+            stretches[-1].append(p)
+            stretch_end = max(stretch_end, p.end)
+        for group in stretches:
+            s = group[0].start
+            e = max(p.end for p in group)
+            duration = ms_between(s, e)
+            row = _session_row(
+                agent_id,
+                agent_user,
+                unique(f"{agent_id}:{_iso(s)}:inferred"),
+                s,
+                e,
+                duration,
+                {"other_presence_ms": duration},
+                _work(group),
+                False,
+                True,
+            )
+            rows.append(((s, True), row))
+
+    rows.sort(key=lambda kv: kv[0])
+    return AgentResult(presence, [r for _, r in rows])
