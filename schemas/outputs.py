@@ -118,7 +118,7 @@ AGENT_SESSIONS = pa.schema(
         _f("user_id", pa.string(), "agent's user id"),
         _f("session_id", pa.string(), "deterministic id: agent id and login time", False),
         _f("login_at", TS, "first non-loggedOut presence (or first channel work if inferred)", False),
-        _f("logout_at", TS, "the loggedOut change closing the session; null while open"),
+        _f("logout_at", TS, "the loggedOut closing the session (inferred: end of the work); null while open"),
         _f("duration_ms", MS, "logout - login; for open sessions up to the last event seen", False),
         _f("ready_ms", MS, "time in ready presence", False),
         _f("away_ms", MS, "time in away presence", False),

@@ -1,0 +1,35 @@
+# Everyday targets. Each creates the virtualenv (.venv) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum setup.py | cut -d' ' -f1)
+SAMPLE := samples/vcc-demo/notifications-*.jsonl
+OUT ?= demo-out
+
+.PHONY: demo test lint format bench notebooks clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: $(STAMP)  ## run the batch job on the bundled sample, validated Parquet in $(OUT)/
+	$(BIN)/vccflow batch --input '$(SAMPLE)' --output $(OUT)
+
+test: $(STAMP) lint  ## lint, then the whole test suite
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache *.egg-info
