@@ -1,7 +1,8 @@
 """The ``vccflow`` command: one subcommand per pipeline module, each with its own options.
 
-Errors a user can fix (no input, unusable output folder) print one line and exit 2;
-``--verbose`` shows tracebacks and debug logs.
+Exit codes: 0 success, 1 validation failed, 2 an error the user can fix (no input,
+unusable output folder), 3 the pipeline failed. Errors print one line; ``--verbose``
+shows tracebacks and debug logs.
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vccflow {name}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"vccflow {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failed pipeline: one line, the traceback only with --verbose
+        if verbose:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"vccflow {name}: failed: {type(exc).__name__}: {first[:500]} (--verbose shows the traceback)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ ERROR_CODES = (
     "bad_timestamp",
     "unsupported_type",
     "oversized",
+    "unreadable",
     "late",
 )
 

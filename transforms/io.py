@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, parse_line, split_json_document
+from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line, split_json_document
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,25 @@ class ReadFileFn(beam.DoFn):
         self.shards = shards
         self.max_bytes = max_bytes
 
-    def _records(self, path: str) -> Iterator[tuple[str, bytes, int]]:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            if _is_json_document(path):
-                content = f.read()
-                items = split_json_document(content)
-                if items is not None:
-                    for i, raw in enumerate(items, 1):
-                        yield f"{path}[{i}]", raw, len(raw)
-                    return
-                f = io.BytesIO(content)
-            for line_no, line, size in iter_lines(f, self.max_bytes):
-                yield f"{path}:{line_no}", line, size
+    def _records(self, path: str) -> Iterator[tuple[str, bytes | None, int | str]]:
+        """``(origin, raw, size)`` per record; a file that cannot be read (to the end)
+        yields a last ``(origin, None, reason)``."""
+        where = f"{path}:1"
+        try:
+            with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+                if _is_json_document(path):
+                    content = f.read()
+                    items = split_json_document(content)
+                    if items is not None:
+                        for i, raw in enumerate(items, 1):
+                            yield f"{path}[{i}]", raw, len(raw)
+                        return
+                    f = io.BytesIO(content)
+                for line_no, line, size in iter_lines(f, self.max_bytes):
+                    yield f"{path}:{line_no}", line, size
+                    where = f"{path}:{line_no + 1}"
+        except (OSError, EOFError, zlib.error) as exc:
+            yield where, None, f"cannot read {path}: {type(exc).__name__}: {exc}"
 
     def process(self, path: str):
         started = time.monotonic()
@@ -132,6 +139,10 @@ class ReadFileFn(beam.DoFn):
         lines = blank = buffered = 0
         for origin, raw, size in self._records(path):
             lines += 1
+            if raw is None:
+                log.error("%s", size)
+                dead.append(dead_letter("unreadable", size, b"", origin))
+                continue
             if not raw.strip():
                 blank += 1
                 continue
