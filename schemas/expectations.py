@@ -11,9 +11,9 @@ expectation validated on a pandas batch:
   *helper column* (name starting with ``_``) that :func:`add_helper_columns` appends to the
   frame before validation: GX's ``UnexpectedRowsExpectation`` runs SQL only, not on pandas.
 
-Frames must be typed as :func:`to_pandas` types them (the type expectations check pandas
-dtypes: ``Int64``, ``Float64``, ``boolean``, ``string``, ``datetime64[us, UTC]``, Arrow lists;
-any other Arrow type becomes an ``ArrowDtype`` that fails its column's type expectation).
+Frames must be typed as :func:`to_pandas` types them: the type expectations check pandas
+dtypes (``Int64``, ``Float64``, ``boolean``, ``string``, ``datetime64[us, UTC]``, Arrow
+lists), so an Arrow type other than the schema's fails its column's type expectation.
 
 Great Expectations is imported lazily, offline (:func:`import_gx`), never at module import.
 """
@@ -56,16 +56,20 @@ _PANDAS_DTYPES: dict[pa.DataType, Any] = {
     pa.bool_(): pd.BooleanDtype(),
     pa.string(): pd.StringDtype("pyarrow"),
     TS: pd.DatetimeTZDtype("us", "UTC"),
+    pa.list_(pa.string()): pd.ArrowDtype(pa.list_(pa.string())),
 }
 
-#: ``type_`` of ExpectColumnValuesToBeOfType per schema type: GX compares it with the
-#: ``.type`` of the pandas dtype :func:`to_pandas` gives (``Timestamp`` for tz-aware times).
+#: ``type_`` of ExpectColumnValuesToBeOfType per schema type. On pandas, GX compares it with
+#: the ``.type`` of the column's dtype (or, for an ``object`` column, of each value): ``int``
+#: matches ``Int64``/``int64`` and Python ints but not ``int32``; ``Timestamp`` matches
+#: ``datetime64[*, tz]``, which :func:`to_pandas` only produces for ``timestamp[us, tz=UTC]``.
 _GX_TYPE_NAMES: dict[pa.DataType, str] = {
-    pa.int64(): "int64",
-    pa.float64(): "float64",
+    pa.int64(): "int",
+    pa.float64(): "float",
     pa.bool_(): "bool",
     pa.string(): "str",
     TS: "Timestamp",
+    pa.list_(pa.string()): "list",
 }
 
 _HELPER_ERRORS = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, pa.ArrowException)
@@ -80,7 +84,12 @@ def import_gx() -> ModuleType:
 
 
 def _pandas_dtype(type_: pa.DataType) -> Any:
-    return _PANDAS_DTYPES.get(type_) or pd.ArrowDtype(type_)
+    """Schema types to nullable pandas dtypes; other timestamps stay Arrow-typed (so a wrong
+    unit or time zone fails the type check), anything else converts as pyarrow does."""
+    for known, dtype in _PANDAS_DTYPES.items():
+        if type_ == known:  # not a dict lookup: equal list types can hash differently
+            return dtype
+    return pd.ArrowDtype(type_) if pa.types.is_timestamp(type_) else None
 
 
 def to_pandas(data: pa.Table) -> pd.DataFrame:
@@ -88,14 +97,9 @@ def to_pandas(data: pa.Table) -> pd.DataFrame:
     return data.to_pandas(types_mapper=_pandas_dtype)
 
 
-def empty_frame(table: str, partitioned: bool = True) -> pd.DataFrame:
-    """A zero-row frame of ``table`` (with ``event_date`` when ``partitioned``)."""
-    schema = dataset_schema(table) if partitioned else TABLES[table]
-    return to_pandas(schema.empty_table())
-
-
-def _gx_type_name(type_: pa.DataType) -> str:
-    return "list" if pa.types.is_list(type_) else _GX_TYPE_NAMES[type_]
+def empty_frame(table: str) -> pd.DataFrame:
+    """A zero-row frame of ``table`` as read from its folder (with ``event_date``)."""
+    return to_pandas(dataset_schema(table).empty_table())
 
 
 # --- helper columns ------------------------------------------------------------------------
@@ -199,91 +203,109 @@ def add_helper_columns(table: str, df: pd.DataFrame, partitioned: bool = True) -
 # --- suites --------------------------------------------------------------------------------
 
 
-def _domain_rules(table: str, gx: ModuleType) -> list:
-    from great_expectations.expectations.row_conditions import Column
+def _at_least(E: Any, later: str, earlier: str, **kw: Any) -> Any:
+    """``later >= earlier`` where both are present."""
+    return E.ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing", **kw
+    )
 
-    E = gx.expectations
 
-    def at_least(later: str, earlier: str, **kw: Any) -> Any:
-        return E.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing", **kw
-        )
+def _equal(E: Any, column: str, helper: str, **kw: Any) -> Any:
+    """``column == helper`` where both are present (a NA helper: inputs reported elsewhere)."""
+    return E.ExpectColumnPairValuesToBeEqual(
+        column_A=column, column_B=helper, ignore_row_if="either_value_is_missing", **kw
+    )
 
-    def equal(column: str, helper: str, **kw: Any) -> Any:
-        return E.ExpectColumnPairValuesToBeEqual(
-            column_A=column, column_B=helper, ignore_row_if="either_value_is_missing", **kw
-        )
 
-    def null_iff_open(column: str, open_when: Any) -> list:
-        return [
-            E.ExpectColumnValuesToBeNull(column=column, row_condition=open_when.is_null()),
-            E.ExpectColumnValuesToNotBeNull(column=column, row_condition=open_when.is_not_null()),
-        ]
+def _null_iff_open(E: Any, column: str, end: Any) -> list:
+    """``column`` is null exactly when the ``end`` column (a GX ``Column``) is."""
+    return [
+        E.ExpectColumnValuesToBeNull(column=column, row_condition=end.is_null()),
+        E.ExpectColumnValuesToNotBeNull(column=column, row_condition=end.is_not_null()),
+    ]
 
-    if table == "channel_sessions":
-        lifecycle = ("alerted_at", "connected_at", "disconnected_at", "wrap_started_at", "ended_at")
-        rules = [E.ExpectColumnValuesToBeUnique(column="channel_id")]
-        rules += [at_least(b, a) for i, a in enumerate(lifecycle) for b in lifecycle[i + 1 :]]
+
+def _is_open_iff_null(E: Any, end: Any) -> list:
+    """``is_open`` is true exactly when the ``end`` column (a GX ``Column``) is null."""
+    return [
+        E.ExpectColumnValuesToBeInSet(column="is_open", value_set=[True], row_condition=end.is_null()),
+        E.ExpectColumnValuesToBeInSet(column="is_open", value_set=[False], row_condition=end.is_not_null()),
+    ]
+
+
+def _channel_sessions_rules(E: Any, Column: Any) -> list:
+    lifecycle = ("alerted_at", "connected_at", "disconnected_at", "wrap_started_at", "ended_at")
+    rules = [E.ExpectColumnValuesToBeUnique(column="channel_id")]
+    rules += [_at_least(E, later, earlier) for i, earlier in enumerate(lifecycle) for later in lifecycle[i + 1 :]]
+    rules += [
+        _at_least(E, "last_event_at", "first_event_at"),
+        _equal(E, "connected_ms", "_talk_hold_park_interruption_ms"),
+        _equal(E, "handle_ms", "_talk_hold_wrap_ms"),
+    ]
+    for phase in ("hold", "park", "interruption"):
         rules += [
-            at_least("last_event_at", "first_event_at"),
-            equal("connected_ms", "_talk_hold_park_interruption_ms"),
-            equal("handle_ms", "_talk_hold_wrap_ms"),
-        ]
-        for phase in ("hold", "park", "interruption"):
-            rules += [
-                at_least(f"{phase}_ms", f"longest_{phase}_ms"),
-                E.ExpectColumnValuesToBeInSet(
-                    column=f"{phase}_ms", value_set=[0], row_condition=Column(f"{phase}_count") == 0
-                ),
-            ]
-        complete = Column("is_complete") == True  # noqa: E712 (a GX Condition, not a comparison)
-        rules += [
-            E.ExpectColumnValuesToNotBeNull(column="ended_at", row_condition=complete),
-            E.ExpectColumnValuesToBeNull(column="open_state", row_condition=complete),
-            E.ExpectColumnValuesToBeInSet(column="open_state", value_set=list(CHANNEL_STATES)),
-            E.ExpectColumnValuesToBeInSet(column="disconnect_state", value_set=list(CHANNEL_STATES)),
-        ]
-        return rules
-    if table == "channel_segments":
-        return [
-            E.ExpectCompoundColumnsToBeUnique(column_list=["channel_id", "seq"]),
-            E.ExpectColumnValuesToBeInSet(column="state", value_set=list(CHANNEL_STATES)),
-            at_least("end_at", "start_at"),
-            equal("duration_ms", "_end_minus_start_ms"),
-            equal("seq", "_channel_max_seq", row_condition=Column("end_at").is_null()),
-            *null_iff_open("ended_by", Column("end_at")),
-            *null_iff_open("duration_ms", Column("end_at")),
-        ]
-    if table == "agent_presence":
-        return [
-            E.ExpectCompoundColumnsToBeUnique(column_list=["agent_id", "start_at"]),
-            E.ExpectColumnValuesToBeUnique(column="agent_id", row_condition=Column("end_at").is_null()),
-            at_least("end_at", "start_at"),
-            equal("duration_ms", "_end_minus_start_ms"),
-            *null_iff_open("duration_ms", Column("end_at")),
-            E.ExpectColumnValuesToBeInSet(column="is_open", value_set=[True], row_condition=Column("end_at").is_null()),
+            _at_least(E, f"{phase}_ms", f"longest_{phase}_ms"),
             E.ExpectColumnValuesToBeInSet(
-                column="is_open", value_set=[False], row_condition=Column("end_at").is_not_null()
+                column=f"{phase}_ms", value_set=[0], row_condition=Column(f"{phase}_count") == 0
             ),
         ]
-    if table == "agent_sessions":
-        return [
-            E.ExpectColumnValuesToBeUnique(column="session_id"),
-            at_least("logout_at", "login_at"),
-            E.ExpectColumnValuesToBeBetween(column="occupancy", min_value=0, max_value=1),
-            equal("duration_ms", "_presence_sum_ms"),
-            at_least("duration_ms", "busy_ms"),
-            equal("handle_ms", "_talk_hold_wrap_ms"),
-            E.ExpectColumnValuesToBeInSet(
-                column="is_open", value_set=[True], row_condition=Column("logout_at").is_null()
-            ),
-            E.ExpectColumnValuesToBeInSet(
-                column="is_open", value_set=[False], row_condition=Column("logout_at").is_not_null()
-            ),
-        ]
-    if table == "dead_letter":
-        return [E.ExpectColumnValuesToBeInSet(column="error_code", value_set=list(ERROR_CODES))]
-    raise KeyError(table)
+    complete = Column("is_complete") == True  # noqa: E712 (builds a GX Condition)
+    return [
+        *rules,
+        E.ExpectColumnValuesToNotBeNull(column="ended_at", row_condition=complete),
+        E.ExpectColumnValuesToBeNull(column="open_state", row_condition=complete),
+        E.ExpectColumnValuesToBeInSet(column="open_state", value_set=list(CHANNEL_STATES)),
+        E.ExpectColumnValuesToBeInSet(column="disconnect_state", value_set=list(CHANNEL_STATES)),
+    ]
+
+
+def _channel_segments_rules(E: Any, Column: Any) -> list:
+    return [
+        E.ExpectCompoundColumnsToBeUnique(column_list=["channel_id", "seq"]),
+        E.ExpectColumnValuesToBeInSet(column="state", value_set=list(CHANNEL_STATES)),
+        _at_least(E, "end_at", "start_at"),
+        _equal(E, "duration_ms", "_end_minus_start_ms"),
+        _equal(E, "seq", "_channel_max_seq", row_condition=Column("end_at").is_null()),
+        *_null_iff_open(E, "ended_by", Column("end_at")),
+        *_null_iff_open(E, "duration_ms", Column("end_at")),
+    ]
+
+
+def _agent_presence_rules(E: Any, Column: Any) -> list:
+    return [
+        E.ExpectCompoundColumnsToBeUnique(column_list=["agent_id", "start_at"]),
+        E.ExpectColumnValuesToBeUnique(column="agent_id", row_condition=Column("end_at").is_null()),
+        _at_least(E, "end_at", "start_at"),
+        _equal(E, "duration_ms", "_end_minus_start_ms"),
+        *_null_iff_open(E, "duration_ms", Column("end_at")),
+        *_is_open_iff_null(E, Column("end_at")),
+    ]
+
+
+def _agent_sessions_rules(E: Any, Column: Any) -> list:
+    return [
+        E.ExpectColumnValuesToBeUnique(column="session_id"),
+        _at_least(E, "logout_at", "login_at"),
+        E.ExpectColumnValuesToBeBetween(column="occupancy", min_value=0, max_value=1),
+        _equal(E, "duration_ms", "_presence_sum_ms"),
+        _at_least(E, "duration_ms", "busy_ms"),
+        _equal(E, "handle_ms", "_talk_hold_wrap_ms"),
+        *_is_open_iff_null(E, Column("logout_at")),
+    ]
+
+
+def _dead_letter_rules(E: Any, Column: Any) -> list:
+    return [E.ExpectColumnValuesToBeInSet(column="error_code", value_set=list(ERROR_CODES))]
+
+
+#: Domain rules per table, beyond the columns, types, nulls and ``>= 0`` taken from the schema.
+_RULES: dict[str, Callable[[Any, Any], list]] = {
+    "channel_sessions": _channel_sessions_rules,
+    "channel_segments": _channel_segments_rules,
+    "agent_presence": _agent_presence_rules,
+    "agent_sessions": _agent_sessions_rules,
+    "dead_letter": _dead_letter_rules,
+}
 
 
 def build_suite(table: str, partitioned: bool = True) -> ExpectationSuite:
@@ -304,12 +326,14 @@ def build_suite(table: str, partitioned: bool = True) -> ExpectationSuite:
         )
     ]
     for field in schema:
-        expectations.append(E.ExpectColumnValuesToBeOfType(column=field.name, type_=_gx_type_name(field.type)))
+        expectations.append(E.ExpectColumnValuesToBeOfType(column=field.name, type_=_GX_TYPE_NAMES[field.type]))
         if not field.nullable:
             expectations.append(E.ExpectColumnValuesToNotBeNull(column=field.name))
         if field.type == pa.int64():
             expectations.append(E.ExpectColumnValuesToBeBetween(column=field.name, min_value=0))
-    expectations += _domain_rules(table, gx)
+    from great_expectations.expectations.row_conditions import Column
+
+    expectations += _RULES[table](E, Column)
     if partitioned:
         expectations.append(
             E.ExpectColumnPairValuesToBeEqual(

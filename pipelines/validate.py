@@ -1,0 +1,455 @@
+"""Validate vccflow output tables with the Great Expectations suites of :mod:`schemas.expectations`.
+
+``vccflow validate DIR`` reads every table of an output folder as a whole (rules across
+partitions, such as ``channel_id`` uniqueness, see all files at once), validates it, and
+writes next to the tables::
+
+    DIR/_validation/<table>.json        GX validation result of each table
+    DIR/_validation/summary.json        verdict: success and failing expectations per table
+    DIR/_validation/data_docs/index.html  GX Data Docs (suites and results, HTML)
+
+Great Expectations is imported lazily (importing this module does not import it), runs
+offline with usage statistics and progress bars off, and its warnings and log records
+below ERROR are silenced while it runs. Roots may be local paths or pyarrow filesystem URIs
+(``gs://bucket/out``: tables and JSON are read/written through ``pyarrow.fs``); Data Docs
+need a local root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import posixpath
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from schemas.outputs import PARTITION_COLUMN, TABLES, dataset_schema
+
+VALIDATION_DIR = "_validation"
+RUN_REPORT = "_run_report.json"
+_EXAMPLES = 5
+_RESULT_FORMAT = {
+    "result_format": "BASIC",
+    "partial_unexpected_count": _EXAMPLES,
+    "return_unexpected_index_query": False,
+}
+_PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
+
+
+class NotAnOutputError(ValueError):
+    """The folder exists but holds no table folder and no run report."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failing expectation of one table."""
+
+    table: str
+    expectation: str
+    columns: tuple[str, ...]
+    condition: str | None = None
+    unexpected_count: int | None = None
+    element_count: int | None = None
+    examples: list = field(default_factory=list)
+    example_rows: list[dict] = field(default_factory=list)
+    detail: str | None = None
+
+    def describe(self) -> str:
+        """One line, e.g. ``t: expect_column_values_to_be_between(hold_ms) failed: 1 of 120 rows, e.g. [-5]``."""
+        name = f"{self.expectation}({', '.join(self.columns)})" if self.columns else self.expectation
+        where = f" where {self.condition}" if self.condition else ""
+        if self.unexpected_count is not None:
+            what = f"{self.unexpected_count} of {self.element_count} rows, e.g. {_short(self.examples)}"
+            if self.example_rows:
+                what += " at " + ", ".join(f"{k}={v}" for k, v in self.example_rows[0].items())
+        else:
+            what = self.detail or "see the result JSON"
+        return f"{self.table}: {name}{where} failed: {what}"
+
+
+@dataclass(frozen=True)
+class TableVerdict:
+    """The outcome of one table's suite; ``result`` is GX's result as a JSON-ready dict."""
+
+    table: str
+    success: bool
+    rows: int
+    evaluated: int
+    failures: list[Failure]
+    result: dict = field(repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (without the GX result)."""
+        return {
+            "success": self.success,
+            "rows": self.rows,
+            "evaluated_expectations": self.evaluated,
+            "failures": [asdict(f) for f in self.failures],
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of :func:`validate_output`: ``success`` when every table passed."""
+
+    success: bool
+    tables: dict[str, TableVerdict]
+    data_docs: str | None = None
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Every failing expectation, table by table."""
+        return [f for t in self.tables.values() for f in t.failures]
+
+    @property
+    def headline(self) -> str:
+        """E.g. ``5 tables, 120 rows, 252 expectations, 2 failed (channel_sessions)``."""
+        failed = [name for name, t in self.tables.items() if not t.success]
+        n = len(self.tables)
+        text = (
+            f"{n} table{'s' * (n != 1)}, {sum(t.rows for t in self.tables.values())} rows, "
+            f"{sum(t.evaluated for t in self.tables.values())} expectations, {len(self.failures)} failed"
+        )
+        return text + (f" ({', '.join(failed)})" if failed else "")
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary, as written to ``_validation/summary.json``."""
+        return {
+            "success": self.success,
+            "summary": self.headline,
+            "tables": {name: t.as_dict() for name, t in self.tables.items()},
+            "data_docs": self.data_docs,
+        }
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence GX's warnings and log records below ERROR while it runs."""
+    logger = logging.getLogger("great_expectations")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _gx_context(docs_dir: str | None) -> Any:
+    """An ephemeral, offline GX context; with a Data Docs site at ``docs_dir`` if given."""
+    from schemas.expectations import import_gx
+
+    gx = import_gx()
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    sites = {}
+    if docs_dir is not None:
+        sites["vccflow"] = {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        data_docs_sites=sites,
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    context.data_sources.add_pandas("vccflow")
+    return context
+
+
+def _condition(kwargs: dict) -> str | None:
+    """The row condition in words (``end_at IS NULL``); GX keeps it as a dict in results."""
+    from great_expectations.expectations.row_conditions import deserialize_row_condition
+
+    cond = kwargs.get("row_condition")
+    return None if cond is None else repr(deserialize_row_condition(cond))
+
+
+def _columns(expectation: str, kwargs: dict) -> tuple[str, ...]:
+    if "column" in kwargs:
+        return (kwargs["column"],)
+    if "column_A" in kwargs:
+        return (kwargs["column_A"], kwargs["column_B"])
+    if "column_list" in kwargs and expectation != "expect_table_columns_to_match_ordered_list":
+        return tuple(kwargs["column_list"])
+    return ()
+
+
+def _exception_message(info: dict) -> str | None:
+    """The message of an exception GX caught: ``exception_info`` is flat, or keyed by metric."""
+    infos = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for item in infos:
+        if item.get("raised_exception"):
+            return " ".join(str(item.get("exception_message")).split())
+    return None
+
+
+def _detail(expectation: str, kwargs: dict, result: dict, exception: dict, dtypes: dict[str, str]) -> str | None:
+    """What failed, for expectations that do not count unexpected rows."""
+    message = _exception_message(exception)
+    if message is not None:
+        return f"raised {message}"
+    if expectation == "expect_table_columns_to_match_ordered_list":
+        mismatched = result.get("details", {}).get("mismatched", [])
+        return "; ".join(
+            f"position {m['Expected Column Position']}: expected {m['Expected']}, found {m['Found']}"
+            for m in mismatched[:_EXAMPLES]
+        )
+    if expectation == "expect_column_values_to_be_of_type":
+        return f"dtype {dtypes.get(kwargs['column'])}, expected {kwargs['type_']}"
+    observed = result.get("observed_value")
+    return None if observed is None else f"observed {_short(observed)}"
+
+
+def _failures(table: str, result: dict, rows: list[list[dict]], dtypes: dict[str, str]) -> list[Failure]:
+    """Failures of a GX ``result`` (JSON dict); ``rows``: example row keys per failure."""
+    failures = []
+    failing = [item for item in result["results"] if not item["success"]]
+    for item, example_rows in zip(failing, rows, strict=True):
+        config = item["expectation_config"]
+        kwargs = config["kwargs"]
+        res = item.get("result") or {}
+        counted = "unexpected_count" in res
+        failures.append(
+            Failure(
+                table=table,
+                expectation=config["type"],
+                columns=_columns(config["type"], kwargs),
+                condition=_condition(kwargs),
+                unexpected_count=res.get("unexpected_count"),
+                element_count=res.get("element_count"),
+                examples=res.get("partial_unexpected_list", [])[:_EXAMPLES],
+                example_rows=example_rows,
+                detail=None if counted else _detail(config["type"], kwargs, res, item["exception_info"], dtypes),
+            )
+        )
+    return failures
+
+
+def _example_rows(batch: Any, result: Any, keys: list[str]) -> list[list[dict]]:
+    """Key columns of a few unexpected rows per failing expectation (empty when not row-wise).
+
+    The suite runs in GX's BASIC result format (SUMMARY with row indexes costs ~50% more
+    per expectation); only the failing row-wise expectations are re-run to name rows.
+    """
+    import great_expectations as gx
+
+    failing = [r for r in result.results if not r.success]
+    rowwise = [i for i, r in enumerate(failing) if "unexpected_count" in (r.result or {})]
+    rows: list[list[dict]] = [[] for _ in failing]
+    if not rowwise or not keys:
+        return rows
+    again = [copy.copy(failing[i].expectation_config.to_domain_obj()) for i in rowwise]
+    suite = gx.ExpectationSuite(name="failing", expectations=again)
+    detailed = batch.validate(
+        suite, result_format={**_RESULT_FORMAT, "result_format": "SUMMARY", "unexpected_index_column_names": keys}
+    )
+    for i, item in zip(rowwise, detailed.to_json_dict()["results"], strict=True):
+        found = (item.get("result") or {}).get("partial_unexpected_index_list") or []
+        rows[i] = [{k: row.get(k) for k in keys} for row in found[:_EXAMPLES]]
+    return rows
+
+
+def _run_suite(context: Any, table: str, df: pd.DataFrame, store: bool) -> TableVerdict:
+    """Validate ``df`` (typed by ``to_pandas``) against ``table``'s suite in ``context``.
+
+    ``store``: run it as a GX ValidationDefinition so the suite and result are in the
+    context's stores (for Data Docs).
+    """
+    import great_expectations as gx
+
+    from schemas.expectations import ROW_KEYS, add_helper_columns, build_suite
+
+    partitioned = PARTITION_COLUMN in df.columns
+    suite = build_suite(table, partitioned=partitioned)
+    asset = context.data_sources.get("vccflow").add_dataframe_asset(table)
+    batch_definition = asset.add_batch_definition_whole_dataframe(table)
+    parameters = {"dataframe": add_helper_columns(table, df, partitioned=partitioned)}
+    batch = batch_definition.get_batch(batch_parameters=parameters)
+    if store:
+        definition = gx.ValidationDefinition(name=table, data=batch_definition, suite=context.suites.add(suite))
+        definition = context.validation_definitions.add(definition)
+        result = definition.run(batch_parameters=parameters, result_format=_RESULT_FORMAT)
+    else:
+        result = batch.validate(suite, result_format=_RESULT_FORMAT)
+    keys = [c for c in (*ROW_KEYS[table], PARTITION_COLUMN) if c in df.columns]
+    as_json = result.to_json_dict()
+    return TableVerdict(
+        table=table,
+        success=bool(result.success),
+        rows=len(df),
+        evaluated=int(result.statistics["evaluated_expectations"]),
+        failures=_failures(table, as_json, _example_rows(batch, result, keys), df.dtypes.astype(str).to_dict()),
+        result=as_json,
+    )
+
+
+def validate_table(table: str, df: pd.DataFrame | pa.Table) -> TableVerdict:
+    """Validate one in-memory table (e.g. one file) against ``table``'s suite.
+
+    ``df`` is typed as :func:`schemas.expectations.to_pandas` types it (an Arrow table is
+    converted); with an ``event_date`` column the partition rule is checked too. Rules
+    across rows (uniqueness, last segment) only see ``df``. Writes nothing.
+    """
+    from schemas.expectations import to_pandas
+
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    frame = to_pandas(df) if isinstance(df, pa.Table) else df
+    with _quiet():
+        return _run_suite(_gx_context(None), table, frame, store=False)
+
+
+def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in root:
+        return pafs.FileSystem.from_uri(root)
+    return pafs.LocalFileSystem(), posixpath.abspath(root)
+
+
+def _same_columns(physical: pa.Schema, expected: pa.Schema) -> bool:
+    return [(f.name, f.type) for f in physical] == [(f.name, f.type) for f in expected]
+
+
+def read_table(root: str, table: str) -> pd.DataFrame:
+    """The whole ``table`` under output ``root``, typed for its suite, with ``event_date``.
+
+    A missing or empty table folder gives zero rows. Files whose columns differ from the
+    schema (a wrong type, a missing or extra column) are read as they are, so the suite
+    reports the difference instead of the read failing or casting it away.
+    """
+    from schemas.expectations import empty_frame, to_pandas
+
+    fs, base = _filesystem(root)
+    path = posixpath.join(base, table)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return empty_frame(table)
+    dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning=_PARTITIONING)
+    fragments = sorted(dataset.get_fragments(), key=lambda f: f.path)
+    if not fragments:
+        return empty_frame(table)
+    if all(_same_columns(f.physical_schema, TABLES[table]) for f in fragments):
+        typed = ds.dataset(
+            path, filesystem=fs, format="parquet", partitioning=_PARTITIONING, schema=dataset_schema(table)
+        )
+        return to_pandas(typed.to_table())
+    frames = []
+    for fragment in fragments:
+        data = fragment.to_table(schema=fragment.physical_schema)
+        day = ds.get_partition_keys(fragment.partition_expression).get(PARTITION_COLUMN)
+        frames.append(to_pandas(data.append_column(PARTITION_COLUMN, pa.array([day] * len(data), pa.string()))))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _write_json(fs: pafs.FileSystem, path: str, data: dict) -> None:
+    with fs.open_output_stream(path) as out:
+        out.write(json.dumps(data, indent=2, default=str, ensure_ascii=False).encode())
+
+
+def validate_output(root: str, tables: Iterable[str] | None = None, data_docs: bool = True) -> Verdict:
+    """Validate the tables (default: all of ``TABLES``) of the output folder ``root``.
+
+    Writes ``root/_validation/<table>.json``, ``summary.json`` and, with ``data_docs``,
+    GX Data Docs under ``root/_validation/data_docs/`` (``Verdict.data_docs`` is its
+    index.html). A missing table folder is validated as an empty table.
+    Raises ``FileNotFoundError`` when ``root`` is not a folder, :class:`NotAnOutputError`
+    when it has no table folder and no run report, ``ValueError`` for an unknown table or
+    Data Docs on a non-local root.
+    """
+    fs, base = _filesystem(root)
+    names = list(TABLES) if tables is None else list(tables)
+    unknown = [t for t in names if t not in TABLES]
+    if unknown:
+        raise ValueError(f"unknown table(s) {', '.join(unknown)}; expected some of {', '.join(TABLES)}")
+    if fs.get_file_info(base).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"no such output folder: {root}")
+    found = fs.get_file_info([posixpath.join(base, name) for name in (*TABLES, RUN_REPORT)])
+    if all(info.type == pafs.FileType.NotFound for info in found):
+        raise NotAnOutputError(f"{root} is not a vccflow output: no table folder and no {RUN_REPORT}")
+    if data_docs and not isinstance(fs, pafs.LocalFileSystem):
+        raise ValueError("Data Docs need a local output root; pass data_docs=False")
+
+    out_dir = posixpath.join(base, VALIDATION_DIR)
+    docs_dir = posixpath.join(out_dir, "data_docs") if data_docs else None
+    fs.create_dir(out_dir, recursive=True)
+    if docs_dir is not None:
+        fs.delete_dir_contents(docs_dir, missing_dir_ok=True)
+    verdicts = {}
+    with _quiet():
+        context = _gx_context(docs_dir)
+        for name in names:
+            verdict = _run_suite(context, name, read_table(root, name), store=docs_dir is not None)
+            verdicts[name] = verdict
+            _write_json(fs, posixpath.join(out_dir, f"{name}.json"), verdict.result)
+        if docs_dir is not None:
+            context.build_data_docs()
+    index = posixpath.join(docs_dir, "index.html") if docs_dir is not None else None
+    verdict = Verdict(success=all(v.success for v in verdicts.values()), tables=verdicts, data_docs=index)
+    _write_json(fs, posixpath.join(out_dir, "summary.json"), verdict.as_dict())
+    return verdict
+
+
+def format_verdict(verdict: Verdict | TableVerdict) -> str:
+    """Short text for stderr: one line per failing expectation, then a summary line."""
+    if isinstance(verdict, TableVerdict):
+        verdict = Verdict(success=verdict.success, tables={verdict.table: verdict})
+    lines = [f.describe() for f in verdict.failures]
+    lines.append(f"validation {'passed' if verdict.success else 'FAILED'}: {verdict.headline}")
+    if verdict.data_docs:
+        lines.append(f"Data Docs: {verdict.data_docs}")
+    return "\n".join(lines)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """``vccflow validate DIR [--no-docs]``: 0 all suites pass, 1 a suite fails, 2 bad DIR."""
+    parser = argparse.ArgumentParser(
+        prog="vccflow validate",
+        description="Validate the Parquet tables of a vccflow output folder with Great Expectations.\n"
+        "Exit codes: 0 all suites pass, 1 a suite fails (verdict on stderr), 2 DIR is not a vccflow output.",
+        epilog="example:\n  vccflow validate out/demo\n  then open out/demo/_validation/data_docs/index.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dir", metavar="DIR", help="output root holding channel_sessions/, ... (local or gs://)")
+    parser.add_argument("--no-docs", action="store_true", help="skip the HTML Data Docs (JSON results only)")
+    parser.add_argument(
+        "--table",
+        action="append",
+        choices=list(TABLES),
+        metavar="TABLE",
+        help=f"validate only this table (repeatable): {', '.join(TABLES)}",
+    )
+    args = parser.parse_args(argv)
+    docs = not args.no_docs
+    if docs and "://" in args.dir and not args.dir.startswith("file://"):
+        print("vccflow validate: Data Docs need a local DIR; writing JSON results only", file=sys.stderr)
+        docs = False
+    try:
+        verdict = validate_output(args.dir, tables=args.table, data_docs=docs)
+    except (OSError, NotAnOutputError, pa.ArrowInvalid) as exc:  # missing folder, bad URI, not an output
+        print(f"vccflow validate: {exc}", file=sys.stderr)
+        return 2
+    print(format_verdict(verdict), file=sys.stdout if verdict.success else sys.stderr)
+    return 0 if verdict.success else 1

@@ -1,0 +1,128 @@
+"""The ``vccflow`` command: help, exit codes, and the output folder's life cycle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+
+from pipelines.cli import COMMANDS, main
+from tests.test_events import HELD, with_
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def notification(kind: str, at: str, channel: str, id_: str, **data) -> bytes:
+    ev = with_(HELD, "type", f"channel.{kind}.v1")
+    ev = with_(with_(ev, "id", id_), "subject", channel)
+    ev = with_(with_(ev, "data.channel.channelId", channel), "data.timestamp", at)
+    for k, v in data.items():
+        ev = with_(ev, f"data.{k}", v)
+    return orjson.dumps(ev)
+
+
+def call_lines(channel: str, day: str = "2024-03-04") -> list[bytes]:
+    return [
+        notification("alerted", f"{day}T09:00:00.000Z", channel, f"{channel}-1"),
+        notification("connected", f"{day}T09:00:04.000Z", channel, f"{channel}-2"),
+        notification("disconnected", f"{day}T09:01:04.000Z", channel, f"{channel}-3"),
+        notification("wrapstarted", f"{day}T09:01:04.000Z", channel, f"{channel}-4"),
+        notification("ended", f"{day}T09:01:34.000Z", channel, f"{channel}-5", reason="released"),
+    ]
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.jsonl").write_bytes(b"\n".join(call_lines("chA") + [b"", b"not json"]) + b"\n")
+    return d
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(command, "--help")
+    assert exc.value.code == 0
+    assert "example" in capsys.readouterr().out.lower()
+
+
+def test_top_level_help_lists_commands(capsys):
+    assert run_cli("--help") == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+    assert run_cli("nope") == 2
+
+
+def test_console_script_help_does_not_import_great_expectations():
+    code = "import sys; from pipelines.cli import main; main(['--help']); print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip().endswith("False")
+
+
+def test_glob_matching_nothing_is_exit_2_with_one_line(tmp_path, capsys):
+    assert run_cli("batch", "--input", str(tmp_path / "missing-*.jsonl"), "--output", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no input file matches" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_that_is_a_file_is_refused(inputs, tmp_path, capsys):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(target)) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+
+
+def test_foreign_output_folder_is_refused_not_deleted(inputs, tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.docx").write_text("precious")
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(home)) == 2
+    assert "not vccflow output" in capsys.readouterr().err
+    assert [p.name for p in home.iterdir()] == ["thesis.docx"]
+
+
+def test_rerun_replaces_previous_output_as_a_whole(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(out)) == 0
+    first = json.loads((out / "_run_report.json").read_text())
+    assert first["accounting_closes"] and first["lines"] == 7 and first["dead_letters_by_code"] == {"invalid_json": 1}
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.jsonl").write_bytes(b"\n".join(call_lines("chB", day="2024-05-06")) + b"\n")
+    assert run_cli("batch", "--input", str(other / "*.jsonl"), "--output", str(out)) == 0
+    sessions = pd.read_parquet(out / "channel_sessions")
+    assert list(sessions["channel_id"]) == ["chB"]
+    assert sorted(p.name for p in (out / "channel_sessions").iterdir()) == ["event_date=2024-05-06"]
+    assert len(pd.read_parquet(out / "dead_letter")) == 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_crash_midway_leaves_previous_output_intact(inputs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(out)) == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+
+    import transforms.sessionize
+
+    def boom(*_a, **_k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(transforms.sessionize, "sessionize_channel", boom)
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(out)) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "failed" in err[0] and "Traceback" not in err[0]
+    after = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert after == before
+    assert list(pd.read_parquet(out / "channel_sessions")["channel_id"]) == ["chA"]

@@ -1,0 +1,376 @@
+"""Great Expectations validation of output folders (pipelines/validate.py, schemas/expectations.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from pipelines.validate import Verdict, format_verdict, run, validate_output, validate_table
+from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, TABLES
+
+REPO = Path(__file__).resolve().parents[1]
+DAY1 = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z in microseconds
+DAY2 = DAY1 + 86_400_000_000
+S = 1_000_000  # one second in microseconds
+
+
+def _session(channel_id: str, t0: int, **changes) -> dict:
+    """A complete agent channel: alert 1 s, talk 20 s + hold 5 s (one episode), wrap 4 s."""
+    row = {
+        "channel_id": channel_id,
+        "interaction_id": "i-" + channel_id,
+        "conversation_id": "conv-" + channel_id,
+        "party_role": "agent",
+        "agent_id": "a1",
+        "user_id": "u1",
+        "alerted_at": t0,
+        "connected_at": t0 + S,
+        "disconnected_at": t0 + 26 * S,
+        "wrap_started_at": t0 + 26 * S,
+        "ended_at": t0 + 30 * S,
+        "first_event_at": t0,
+        "last_event_at": t0 + 30 * S,
+        "connection_failed": False,
+        "end_reason": "normal",
+        "alert_ms": 1000,
+        "connected_ms": 25000,
+        "talk_ms": 20000,
+        "hold_ms": 5000,
+        "park_ms": 0,
+        "interruption_ms": 0,
+        "wrap_ms": 4000,
+        "handle_ms": 29000,
+        "hold_count": 1,
+        "park_count": 0,
+        "interruption_count": 0,
+        "longest_hold_ms": 5000,
+        "longest_park_ms": 0,
+        "longest_interruption_ms": 0,
+        "held_at_disconnect": False,
+        "disconnect_state": "connected",
+        "is_complete": True,
+        "open_state": None,
+        "event_count": 7,
+        "duplicate_count": 0,
+        "anomaly_count": 0,
+        "anomalies": [],
+    }
+    return {**row, **changes}
+
+
+def _open_session(channel_id: str, t0: int) -> dict:
+    """A channel still talking at the end of the data."""
+    return _session(
+        channel_id,
+        t0,
+        disconnected_at=None,
+        wrap_started_at=None,
+        ended_at=None,
+        last_event_at=t0 + S,
+        end_reason=None,
+        connected_ms=0,
+        talk_ms=0,
+        hold_ms=0,
+        wrap_ms=0,
+        handle_ms=0,
+        hold_count=0,
+        longest_hold_ms=0,
+        disconnect_state=None,
+        is_complete=False,
+        open_state="connected",
+        event_count=2,
+    )
+
+
+def _segments(channel_id: str, parts: list[tuple[str, int, int | None, str, str | None]]) -> list[dict]:
+    rows = []
+    for seq, (state, start, end, started_by, ended_by) in enumerate(parts):
+        duration = None if end is None else end // 1000 - start // 1000
+        rows.append(
+            {
+                "channel_id": channel_id,
+                "interaction_id": "i-" + channel_id,
+                "conversation_id": "conv-" + channel_id,
+                "agent_id": "a1",
+                "party_role": "agent",
+                "seq": seq,
+                "state": state,
+                "start_at": start,
+                "end_at": end,
+                "duration_ms": duration,
+                "started_by": started_by,
+                "ended_by": ended_by,
+            }
+        )
+    return rows
+
+
+def _valid_tables() -> dict[str, list[dict]]:
+    t0 = DAY1 + 3600 * S + 123  # odd microseconds: durations floor per endpoint
+    closed = _segments(
+        "c1",
+        [
+            ("alerting", t0, t0 + S, "alerted", "connected"),
+            ("connected", t0 + S, t0 + 11 * S + 999, "connected", "held"),
+            ("held", t0 + 11 * S + 999, t0 + 16 * S, "held", "retrieved"),
+            ("connected", t0 + 16 * S, t0 + 26 * S, "retrieved", "disconnected"),
+            ("wrap", t0 + 26 * S, t0 + 30 * S, "wrapstarted", "ended"),
+        ],
+    )
+    still_open = _segments(
+        "c2", [("alerting", DAY2, DAY2 + S, "alerted", "connected"), ("connected", DAY2 + S, None, "connected", None)]
+    )
+    presence = [
+        ("ready", DAY1, DAY1 + 60 * S + 500, False),
+        ("away", DAY1 + 60 * S + 500, DAY1 + 90 * S, False),
+        ("loggedOut", DAY1 + 90 * S, None, True),
+    ]
+    return {
+        "channel_sessions": [_session("c1", t0), _open_session("c2", DAY2)],
+        "channel_segments": closed + still_open,
+        "agent_presence": [
+            {
+                "agent_id": "a1",
+                "user_id": "u1",
+                "presence_id": f"p{i}",
+                "presence_type": kind,
+                "presence_subcategory": None,
+                "presence_description": kind,
+                "start_at": start,
+                "end_at": end,
+                "duration_ms": None if end is None else end // 1000 - start // 1000,
+                "is_open": is_open,
+            }
+            for i, (kind, start, end, is_open) in enumerate(presence)
+        ],
+        "agent_sessions": [
+            {
+                "agent_id": "a1",
+                "user_id": "u1",
+                "session_id": "a1:2024-01-01T00:00:00.000000Z",
+                "login_at": DAY1,
+                "logout_at": DAY1 + 90 * S,
+                "duration_ms": 90000,
+                "ready_ms": 60000,
+                "away_ms": 30000,
+                "extended_away_ms": 0,
+                "other_presence_ms": 0,
+                "channels_handled": 1,
+                "talk_ms": 20000,
+                "hold_ms": 5000,
+                "park_ms": 0,
+                "interruption_ms": 0,
+                "wrap_ms": 4000,
+                "handle_ms": 29000,
+                "busy_ms": 29000,
+                "occupancy": 29000 / 90000,
+                "is_open": False,
+                "is_inferred": False,
+            }
+        ],
+        "dead_letter": [
+            {
+                "error_code": "invalid_json",
+                "error_detail": "Expecting value: line 1 column 1",
+                "raw": "{nope",
+                "raw_bytes": 5,
+                "raw_truncated": False,
+                "origin": "events.jsonl:3",
+                "event_type": None,
+                "event_id": None,
+                "ingested_at": DAY2 + 5 * S,
+            }
+        ],
+    }
+
+
+def _write(root: Path, table: str, rows: list[dict], schema: pa.Schema | None = None, name: str = "part-{i}") -> None:
+    """Rows as a hive-partitioned dataset: ``root/table/event_date=YYYY-MM-DD/<name>.parquet``."""
+    schema = schema or TABLES[table]
+    data = pa.Table.from_pylist(rows, schema=schema)
+    source = data[PARTITION_SOURCE[table]].cast(pa.timestamp("us", tz="UTC"))
+    data = data.append_column(PARTITION_COLUMN, pc.strftime(source, "%Y-%m-%d"))
+    ds.write_dataset(
+        data,
+        root / table,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive"),
+        basename_template=name + ".parquet",
+        existing_data_behavior="overwrite_or_ignore",
+    )
+
+
+def _output(root: Path, **overrides: list[dict]) -> Path:
+    for table, rows in {**_valid_tables(), **overrides}.items():
+        _write(root, table, rows)
+    return root
+
+
+def _failure(verdict: Verdict, table: str, expectation: str, columns: tuple[str, ...]):
+    hits = [f for f in verdict.failures if (f.table, f.expectation, f.columns) == (table, expectation, columns)]
+    assert hits, f"no {expectation}{columns} failure in:\n{format_verdict(verdict)}"
+    line = hits[0].describe()
+    assert line.startswith(f"{table}: {expectation}({', '.join(columns)})"), line
+    assert line in format_verdict(verdict)
+    return hits[0]
+
+
+def test_lazy_import_offline_and_quiet_in_a_fresh_process(tmp_path):
+    root = _output(tmp_path)
+    code = f"""
+import socket, sys
+def offline(*args, **kwargs):
+    raise OSError("network access in a test")
+socket.socket.connect = socket.create_connection = socket.getaddrinfo = offline
+import pipelines.validate, schemas.expectations
+assert "great_expectations" not in sys.modules, "great_expectations imported at module import"
+assert pipelines.validate.validate_output({str(root)!r}).success
+assert "great_expectations" in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+
+
+def test_valid_output_passes_quietly_and_writes_results(tmp_path, capfd):
+    root = _output(tmp_path)
+    capfd.readouterr()
+    verdict = validate_output(str(root))
+    captured = capfd.readouterr()
+    assert verdict.success, format_verdict(verdict)
+    assert (captured.out, captured.err) == ("", "")
+    assert {t: v.rows for t, v in verdict.tables.items()} == {t: len(r) for t, r in _valid_tables().items()}
+    assert all(v.evaluated > 10 for v in verdict.tables.values())
+    out = root / "_validation"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["success"] is True and set(summary["tables"]) == set(TABLES)
+    result = json.loads((out / "channel_sessions.json").read_text())
+    assert result["success"] is True and result["suite_name"] == "channel_sessions"
+    assert (out / "data_docs" / "index.html").is_file()
+    assert verdict.data_docs == str(out / "data_docs" / "index.html")
+    rows = sum(len(r) for r in _valid_tables().values())
+    assert format_verdict(verdict).startswith(f"validation passed: 5 tables, {rows} rows, ")
+    assert summary["summary"] == verdict.headline and "0 failed" in verdict.headline
+
+
+def test_missing_table_counts_as_empty_and_passes(tmp_path):
+    _write(tmp_path, "dead_letter", _valid_tables()["dead_letter"])
+    verdict = validate_output(tmp_path.as_uri(), data_docs=False)  # a pyarrow filesystem URI
+    assert verdict.success, format_verdict(verdict)
+    assert verdict.tables["channel_sessions"].rows == 0
+    assert not (tmp_path / "_validation" / "data_docs").exists()
+
+
+def test_negative_hold_ms_fails(tmp_path):
+    sessions = [_session("c1", DAY1, hold_ms=-5, talk_ms=20005), _open_session("c2", DAY2)]
+    verdict = validate_output(str(_output(tmp_path, channel_sessions=sessions)), ["channel_sessions"], data_docs=False)
+    assert not verdict.success
+    failure = _failure(verdict, "channel_sessions", "expect_column_values_to_be_between", ("hold_ms",))
+    assert (failure.unexpected_count, failure.element_count, failure.examples) == (1, 2, [-5])
+    assert failure.example_rows[0]["channel_id"] == "c1"
+    assert "failed: 1 of 2 rows, e.g. [-5]" in failure.describe()
+    summary = json.loads((tmp_path / "_validation" / "summary.json").read_text())
+    assert summary["success"] is False
+    assert summary["tables"]["channel_sessions"]["failures"][0]["table"] == "channel_sessions"
+
+
+def test_duplicate_channel_id_across_partitions_fails(tmp_path):
+    sessions = [_session("c1", DAY1), _session("c1", DAY2)]
+    verdict = validate_output(str(_output(tmp_path, channel_sessions=sessions)), ["channel_sessions"], data_docs=False)
+    assert len(list((tmp_path / "channel_sessions").iterdir())) == 2  # two event_date folders
+    failure = _failure(verdict, "channel_sessions", "expect_column_values_to_be_unique", ("channel_id",))
+    assert failure.unexpected_count == 2 and failure.examples == ["c1", "c1"]
+    assert {r[PARTITION_COLUMN] for r in failure.example_rows} == {"2024-01-01", "2024-01-02"}
+    assert len(verdict.failures) == 1, format_verdict(verdict)
+
+
+def test_timestamps_out_of_order_fail(tmp_path):
+    sessions = [_session("c1", DAY1, connected_at=DAY1 - S), _open_session("c2", DAY2)]
+    verdict = validate_output(str(_output(tmp_path, channel_sessions=sessions)), ["channel_sessions"], data_docs=False)
+    failure = _failure(
+        verdict, "channel_sessions", "expect_column_pair_values_a_to_be_greater_than_b", ("connected_at", "alerted_at")
+    )
+    assert failure.unexpected_count == 1
+
+
+def test_connected_parts_not_summing_fails(tmp_path):
+    sessions = [_session("c1", DAY1, connected_ms=25001), _open_session("c2", DAY2)]
+    verdict = validate_output(str(_output(tmp_path, channel_sessions=sessions)), ["channel_sessions"], data_docs=False)
+    failure = _failure(
+        verdict,
+        "channel_sessions",
+        "expect_column_pair_values_to_be_equal",
+        ("connected_ms", "_talk_hold_park_interruption_ms"),
+    )
+    assert failure.examples == [[25001, 25000]]
+    assert len(verdict.failures) == 1, format_verdict(verdict)
+
+
+def test_wrong_column_type_fails(tmp_path):
+    _output(tmp_path)
+    as_string = TABLES["channel_sessions"].set(
+        TABLES["channel_sessions"].get_field_index("hold_ms"), pa.field("hold_ms", pa.string(), nullable=False)
+    )
+    rows = [{**r, "hold_ms": str(r["hold_ms"])} for r in _valid_tables()["channel_sessions"]]
+    for path in (tmp_path / "channel_sessions").rglob("*.parquet"):
+        path.unlink()
+    _write(tmp_path, "channel_sessions", rows, schema=as_string)
+    verdict = validate_output(str(tmp_path), ["channel_sessions"], data_docs=False)
+    failure = _failure(verdict, "channel_sessions", "expect_column_values_to_be_of_type", ("hold_ms",))
+    assert failure.detail == "dtype string, expected int"
+
+
+def test_float_column_in_one_file_fails(tmp_path):
+    _output(tmp_path)  # c1 on 2024-01-01, c2 on 2024-01-02
+    as_float = TABLES["channel_sessions"].set(
+        TABLES["channel_sessions"].get_field_index("hold_ms"), pa.field("hold_ms", pa.float64(), nullable=False)
+    )
+    _write(tmp_path, "channel_sessions", [_session("c3", DAY1 + 7200 * S)], schema=as_float, name="late-{i}")
+    verdict = validate_output(str(tmp_path), ["channel_sessions"], data_docs=False)
+    assert verdict.tables["channel_sessions"].rows == 3
+    failure = _failure(verdict, "channel_sessions", "expect_column_values_to_be_of_type", ("hold_ms",))
+    assert failure.detail == "dtype Float64, expected int"  # pandas merges the Int64 and Float64 files
+
+
+def test_validate_table_in_memory_checks_segment_rules():
+    rows = _valid_tables()["channel_segments"]
+    rows[1] = {**rows[1], "end_at": None, "duration_ms": None, "ended_by": None}  # open, but not the last segment
+    verdict = validate_table("channel_segments", pa.Table.from_pylist(rows, schema=TABLES["channel_segments"]))
+    assert not verdict.success
+    failure = next(f for f in verdict.failures if f.columns == ("seq", "_channel_max_seq"))
+    assert failure.condition == "end_at IS NULL" and failure.examples == [[1, 4]]
+    valid = pa.Table.from_pylist(_valid_tables()["channel_segments"], schema=TABLES["channel_segments"])
+    assert validate_table("channel_segments", valid).success
+
+
+def test_validate_table_checks_the_timestamp_unit():
+    data = pa.Table.from_pylist(_valid_tables()["dead_letter"], schema=TABLES["dead_letter"])
+    index = data.schema.get_field_index("ingested_at")
+    data = data.set_column(index, "ingested_at", data["ingested_at"].cast(pa.timestamp("ms", tz="UTC")))
+    verdict = validate_table("dead_letter", data)
+    failure = _failure(verdict, "dead_letter", "expect_column_values_to_be_of_type", ("ingested_at",))
+    assert failure.detail == "dtype timestamp[ms, tz=UTC][pyarrow], expected Timestamp"
+
+
+def test_run_exit_codes(tmp_path, capsys):
+    good = _output(tmp_path / "good")
+    assert run([str(good), "--no-docs"]) == 0
+    assert "validation passed" in capsys.readouterr().out
+
+    bad = _output(tmp_path / "bad", channel_sessions=[_session("c1", DAY1, hold_ms=-5, talk_ms=20005)])
+    assert run([str(bad), "--no-docs", "--table", "channel_sessions"]) == 1
+    err = capsys.readouterr().err
+    assert "channel_sessions: expect_column_values_to_be_between(hold_ms) failed: 1 of 1 rows, e.g. [-5]" in err
+
+    assert run([str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert run([str(tmp_path / "empty")]) == 2
+    assert "not a vccflow output" in capsys.readouterr().err
+    (tmp_path / "empty" / "_run_report.json").write_text("{}")
+    assert run([str(tmp_path / "empty"), "--no-docs"]) == 0
