@@ -126,3 +126,22 @@ def test_crash_midway_leaves_previous_output_intact(inputs, tmp_path, monkeypatc
     after = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert after == before
     assert list(pd.read_parquet(out / "channel_sessions")["channel_id"]) == ["chA"]
+
+
+def test_failed_validation_exits_1_with_a_verdict_and_keeps_the_evidence(inputs, tmp_path, monkeypatch, capsys):
+    import transforms.sessionize
+    from transforms.timeline import sessionize_channel
+
+    def corrupt(events):
+        result = sessionize_channel(events)
+        result.session["hold_ms"] = -5
+        return result
+
+    monkeypatch.setattr(transforms.sessionize, "sessionize_channel", corrupt)
+    out = tmp_path / "out"
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "channel_sessions" in err and "hold_ms" in err
+    report = json.loads((out / "_run_report.json").read_text())
+    assert report["validation"]["success"] is False
+    assert (out / "_validation" / "data_docs" / "index.html").exists()
