@@ -254,7 +254,8 @@ def parse_line(
 
     ``size`` is the true input size when a reader has already cut ``raw`` short.
     """
-    size = len(raw) if size is None else size
+    if size is None:
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", errors="replace"))
     if size > max_bytes:
         return dead_letter("oversized", f"{size} bytes exceeds the cap of {max_bytes}", raw, origin, size=size)
     try:
