@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 8 << 20
 #: Events per emitted batch: big enough to make Beam's per-element cost negligible.
 BATCH_EVENTS = 20_000
+#: A progress line is logged every this many lines of one file.
+PROGRESS_LINES = 500_000
 
 CHANNEL = "channel"
 PRESENCE = "presence"
@@ -137,6 +139,7 @@ class ReadFileFn(beam.DoFn):
         buffers: dict[tuple[bool, int], list[Event]] = {}
         dead: list[DeadLetter] = []
         lines = blank = buffered = 0
+        next_report = PROGRESS_LINES
         for origin, raw, size in self._records(path):
             lines += 1
             if raw is None:
@@ -155,6 +158,10 @@ class ReadFileFn(beam.DoFn):
             if buffered >= BATCH_EVENTS:
                 yield from self._flush(buffers)
                 buffered = 0
+                if lines >= next_report:
+                    next_report += PROGRESS_LINES
+                    elapsed = time.monotonic() - started
+                    log.info("reading %s: %d lines so far (%.0f lines/s)", path, lines, lines / max(elapsed, 1e-6))
         yield from self._flush(buffers)
         if dead:
             yield beam.pvalue.TaggedOutput(DEAD, (path, ingested, dead))
