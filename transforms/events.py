@@ -10,7 +10,8 @@ one dead letter with a code from :data:`schemas.ERROR_CODES`.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import date
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -40,7 +41,8 @@ CHANNEL_RANK = {
 PRESENCE_TYPE = "agent.presencechanged"
 EVENT_TYPES = frozenset(CHANNEL_RANK) | {PRESENCE_TYPE}
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAY_US = 86_400_000_000
 _TS_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|z|[+-]\d{2}:?\d{2})\Z")
 
 
@@ -92,6 +94,13 @@ class _Reject(Exception):
         self.detail = detail
 
 
+@lru_cache(maxsize=4096)
+def _day_us(date_text: str) -> int:
+    """Microseconds from the epoch to 00:00 UTC of ``YYYY-MM-DD`` (ValueError if invalid)."""
+    y, m, d = int(date_text[0:4]), int(date_text[5:7]), int(date_text[8:10])
+    return (date(y, m, d).toordinal() - _EPOCH_ORDINAL) * _DAY_US
+
+
 def parse_timestamp(value: Any) -> int:
     """ISO-8601 time with a zone (``Z`` or ``+hh:mm``) to microseconds since epoch.
 
@@ -104,17 +113,17 @@ def parse_timestamp(value: Any) -> int:
     if not m:
         raise ValueError(f"not an ISO-8601 time with zone: {value[:64]!r}")
     year, month, day, hour, minute, second, frac, zone = m.groups()
-    base = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
-    if zone not in ("Z", "z"):
-        sign = -1 if zone[0] == "-" else 1
-        hh, mm = int(zone[1:3]), int(zone[-2:])
-        if hh > 23 or mm > 59:
-            raise ValueError(f"bad zone offset {zone!r}")
-        base -= sign * timedelta(hours=hh, minutes=mm)
-    delta = base - _EPOCH
-    micros = (delta.days * 86400 + delta.seconds) * 1_000_000
+    hh, mi, ss = int(hour), int(minute), int(second)
+    if hh > 23 or mi > 59 or ss > 59:
+        raise ValueError(f"time of day out of range: {value[:64]!r}")
+    micros = _day_us(f"{year}-{month}-{day}") + ((hh * 60 + mi) * 60 + ss) * 1_000_000
     if frac:
         micros += int((frac + "00000")[:6])
+    if zone not in ("Z", "z"):
+        oh, om = int(zone[1:3]), int(zone[-2:])
+        if oh > 23 or om > 59:
+            raise ValueError(f"bad zone offset {zone!r}")
+        micros -= (1 if zone[0] == "+" else -1) * (oh * 60 + om) * 60_000_000
     return micros
 
 
@@ -127,6 +136,8 @@ def split_type(raw_type: str) -> tuple[str, str | None]:
 
 
 def _text(value: Any, field: str, required: bool = False) -> str | None:
+    if type(value) is str and value:
+        return value
     if value is None or value == "":
         if required:
             raise _Reject("missing_field", f"missing {field}")
