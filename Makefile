@@ -28,8 +28,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+notebooks: $(STAMP)  ## Jupyter on notebooks/, reading $(OUT)/ (the demo run first if $(OUT)/ has no output)
+	$(BIN)/python -m pip install --quiet -e ".[test,notebooks]"
+	[ -f $(OUT)/_run_report.json ] || $(BIN)/vccflow batch --input '$(SAMPLE)' --output $(OUT)
+	VCCFLOW_OUTPUT="$(abspath $(OUT))" $(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)  ## vccflow batch vs a DuckDB SQL reference on ~1.5M generated lines (bench/README.md); BENCH_ARGS="--runs 3"
+	$(BIN)/python -c 'import duckdb, psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache *.egg-info

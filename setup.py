@@ -21,7 +21,27 @@ setup(
         "orjson>=3.10,<4",
     ],
     extras_require={
-        "test": ["pytest>=9,<10", "ruff>=0.17,<0.18", "hypothesis>=6.100,<7"],
+        "test": [
+            "pytest>=9,<10",
+            "ruff>=0.17,<0.18",
+            "hypothesis>=6.100,<7",
+            "matplotlib>=3.10,<4",
+            "nbclient>=0.10,<0.12",
+            "nbformat>=5.10,<6",
+            "ipykernel>=7,<8",
+            "duckdb>=2.0,<2.1",
+        ],
+        "bench": [
+            "duckdb>=2.0,<2.1",
+            "psutil>=7,<8",
+        ],
+        "notebooks": [
+            "matplotlib>=3.10,<4",
+            "nbclient>=0.10,<0.12",
+            "nbformat>=5.10,<6",
+            "ipykernel>=7,<8",
+            "jupyterlab>=4.5,<5",
+        ],
     },
     entry_points={"console_scripts": ["vccflow=pipelines.cli:main"]},
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -107,7 +108,7 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(runner=FnApiRunner(), options=options)
 
 
-def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict) -> dict:
+def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict, staging: str, root: str) -> dict:
     dead = {k.removeprefix("dead."): v for k, v in sorted(stats.items()) if k.startswith("dead.")}
     lines, blank = stats.get("lines", 0), stats.get("blank", 0)
     valid, dups = stats.get("valid", 0), stats.get("duplicates", 0)
@@ -126,8 +127,18 @@ def build_report(stats: dict, paths: list[str], run_id: str, started: float, ver
         "channels": stats.get("channels", 0),
         "agents": stats.get("agents", 0),
         "rows": {t: stats.get(f"rows.{t}", 0) for t in TABLES},
-        "validation": verdict.as_dict() if verdict is not None else None,
+        "validation": _relocated(verdict.as_dict(), staging, root) if verdict is not None else None,
     }
+
+
+def _relocated(validation: dict, staging: str, root: str) -> dict:
+    """The verdict with paths pointing where the files live after publishing."""
+    docs = validation.get("data_docs")
+    if isinstance(docs, str) and outputs.is_local(docs):
+        staging, root = os.path.abspath(staging), os.path.abspath(root)
+    if isinstance(docs, str) and docs.startswith(staging):
+        validation = {**validation, "data_docs": root + docs[len(staging) :]}
+    return validation
 
 
 def summary_text(report: dict, root: str) -> str:
@@ -187,7 +198,7 @@ def run(argv: list[str] | None = None) -> int:
         from pipelines.validate import validate_output
 
         verdict = validate_output(staging)
-        report = build_report(stats, paths, run_id, started, verdict)
+        report = build_report(stats, paths, run_id, started, verdict, staging, root)
         outputs.write_json(beam.io.filesystems.FileSystems.join(staging, outputs.REPORT), report)
         outputs.publish(staging, root, run_id)
     except BaseException:
