@@ -168,7 +168,7 @@ def summary_text(report: dict, root: str) -> str:
         mean = lambda col: pc.mean(handled[col]).as_py() / 1000  # noqa: E731
         held = pc.sum(pc.greater(handled["hold_count"], 0)).as_py()
         out.append(
-            f"  agent channels handled {handled.num_rows}: mean handle {mean('handle_ms'):.1f}s, "
+            f"  completed agent channels {handled.num_rows}: mean handle {mean('handle_ms'):.1f}s, "
             f"mean talk {mean('talk_ms'):.1f}s, {100 * held / handled.num_rows:.0f}% with a hold"
         )
     v = report.get("validation")
