@@ -273,7 +273,12 @@ def _channel_segments_rules(E: Any, Column: Any) -> list:
 
 def _agent_presence_rules(E: Any, Column: Any) -> list:
     return [
-        E.ExpectCompoundColumnsToBeUnique(column_list=["agent_id", "start_at"]),
+        # Changes at the same instant leave 0 ms intervals (transforms/presence.py): only the
+        # intervals that last, or are open, start at distinct times.
+        E.ExpectCompoundColumnsToBeUnique(
+            column_list=["agent_id", "start_at"],
+            row_condition=Column("end_at").is_null() | (Column("duration_ms") > 0),
+        ),
         E.ExpectColumnValuesToBeUnique(column="agent_id", row_condition=Column("end_at").is_null()),
         _at_least(E, "end_at", "start_at"),
         _equal(E, "duration_ms", "_end_minus_start_ms"),

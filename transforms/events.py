@@ -43,7 +43,12 @@ EVENT_TYPES = frozenset(CHANNEL_RANK) | {PRESENCE_TYPE}
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY_US = 86_400_000_000
-_TS_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|z|[+-]\d{2}:?\d{2})\Z")
+#: Event times must stay within the calendar (years 1 to 9999) once converted to UTC.
+_MIN_US = (date.min.toordinal() - _EPOCH_ORDINAL) * _DAY_US
+_MAX_US = (date.max.toordinal() + 1 - _EPOCH_ORDINAL) * _DAY_US - 1
+_TS_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|z|[+-]\d{2}:?\d{2})\Z", re.ASCII
+)
 
 
 class Event(NamedTuple):
@@ -124,6 +129,8 @@ def parse_timestamp(value: Any) -> int:
         if oh > 23 or om > 59:
             raise ValueError(f"bad zone offset {zone!r}")
         micros -= (1 if zone[0] == "+" else -1) * (oh * 60 + om) * 60_000_000
+    if not _MIN_US <= micros <= _MAX_US:
+        raise ValueError(f"time outside years 1-9999 in UTC: {value[:64]!r}")
     return micros
 
 
@@ -225,12 +232,15 @@ def event_from_object(obj: Any) -> Event:
 def _cap(raw: bytes | str) -> tuple[str, int, bool]:
     if isinstance(raw, bytes):
         size = len(raw)
-        text = raw[: RAW_CAP_CHARS * 4].decode("utf-8", errors="replace")
+        window = raw[: RAW_CAP_CHARS * 4]  # enough bytes for RAW_CAP_CHARS characters
+        text = window.decode("utf-8", errors="replace")
+        cut = len(window) < size  # bytes past the window are not in the text
     else:
         text = raw
         size = len(raw.encode("utf-8", errors="replace"))
-    truncated = len(text) > RAW_CAP_CHARS
-    return (text[:RAW_CAP_CHARS] if truncated else text), size, truncated
+        cut = False
+    truncated = cut or len(text) > RAW_CAP_CHARS
+    return text[:RAW_CAP_CHARS], size, truncated
 
 
 def dead_letter(

@@ -68,6 +68,7 @@ def iter_lines(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, 
     keep = max_bytes + 1
     carry = b""
     size = 0
+    cr = False  # the line read so far ends with b"\r"
     line_no = 0
     while chunk := stream.read(CHUNK_BYTES):
         start = 0
@@ -79,19 +80,28 @@ def iter_lines(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, 
                 size += len(piece)
                 if len(carry) < keep:
                     carry += piece[: keep - len(carry)]
+                if piece:
+                    cr = piece.endswith(b"\r")
                 line, carry, n, size = carry, b"", size, 0
             else:
-                line, n = piece[:keep], len(piece)
-            if line.endswith(b"\r"):
-                line, n = line[:-1], n - 1
-            yield line_no, line, n
+                line, n, cr = piece[:keep], len(piece), piece.endswith(b"\r")
+            yield line_no, *_drop_cr(line, n, cr)
         rest = chunk[start:]
         if rest:
             size += len(rest)
+            cr = rest.endswith(b"\r")
             if len(carry) < keep:
                 carry += rest[: keep - len(carry)]
     if size:
-        yield line_no + 1, carry.removesuffix(b"\r"), size - carry.endswith(b"\r")
+        yield line_no + 1, *_drop_cr(carry, size, cr)
+
+
+def _drop_cr(line: bytes, size: int, cr: bool) -> tuple[bytes, int]:
+    """Drop a line's trailing ``\\r`` (``cr``): from its size, and from the kept bytes only
+    when the kept bytes are the whole line (a cut line ends before its ``\\r``)."""
+    if not cr:
+        return line, size
+    return (line[:-1] if len(line) == size else line), size - 1
 
 
 def _is_json_document(path: str) -> bool:
