@@ -88,10 +88,15 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int
     channels = read.channel | "Channels" >> SessionizeChannels(shards)
     agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents()
     dead = read.dead | "DeadLetterRows" >> beam.Map(dead_letter_rows)
-    written = (channels.rows, agents.rows, dead) | "AllTables" >> beam.Flatten() | "Write" >> WriteTables(staging)
+    # each writer is fused with the step producing its rows: row batches are never encoded
+    written = [
+        channels.rows | "WriteChannelTables" >> WriteTables(staging),
+        agents.rows | "WriteAgentTables" >> WriteTables(staging),
+        dead | "WriteDeadLetters" >> WriteTables(staging),
+    ]
     stats_path = beam.io.filesystems.FileSystems.join(staging, "_stats.json")
     (
-        (read.stats, channels.stats, agents.stats, written)
+        (read.stats, channels.stats, agents.stats, *written)
         | "AllStats" >> beam.Flatten()
         | "SumStats" >> beam.CombineGlobally(sum_dicts)
         | "WriteStats" >> beam.Map(lambda stats: outputs.write_json(stats_path, stats))

@@ -7,7 +7,7 @@ import pandas as pd
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.test_timeline import T0, ev
-from transforms.events import DeadLetter, Event
+from transforms.events import DeadLetter, Event, pack
 from transforms.io import shard_of
 from transforms.parquet import WriteTables
 from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
@@ -42,7 +42,11 @@ def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pi
     a, b = call("chA", 0), call("chB", 100, role="customer")
     dup = a[2]
     # one channel split over two batches of the same shard, with a duplicate
-    batches = [(shard_of("chA", 4), a[:3]), (shard_of("chA", 4), a[3:] + [dup]), (shard_of("chB", 4), b)]
+    batches = [
+        (shard_of("chA", 4), pack(a[:3])),
+        (shard_of("chA", 4), pack(a[3:] + [dup])),
+        (shard_of("chB", 4), pack(b)),
+    ]
     with pipeline as p:
         out = p | beam.Create(batches) | SessionizeChannels(shards=4)
         sessions = out.rows | beam.FlatMap(
@@ -70,7 +74,7 @@ def test_sessionize_agents_joins_presence_and_channel_work(pipeline):
     shard = shard_of("1544", 4)
     pres = [presence("ready", 0), presence("away", 200), presence("loggedOut", 400), presence("loggedOut", 400)]
     with pipeline as p:
-        presence_batches = p | "P" >> beam.Create([(shard, pres)])
+        presence_batches = p | "P" >> beam.Create([(shard, pack(pres))])
         work = p | "W" >> beam.Create([(shard, (result.segments, [result.session]))])
         out = (presence_batches, work) | SessionizeAgents()
         rows = out.rows | beam.FlatMap(lambda t: [(t[0], len(t[2]))])

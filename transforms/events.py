@@ -79,6 +79,16 @@ class Event(NamedTuple):
         return self.type != PRESENCE_TYPE
 
 
+def pack(events: list[Event]) -> list[tuple]:
+    """Events as plain tuples, which Beam's fast coder encodes natively (a NamedTuple
+    would be pickled one by one); :func:`unpack` restores them."""
+    return list(map(tuple, events))
+
+
+def unpack(batch: list[tuple]) -> list[Event]:
+    return list(map(Event._make, batch))
+
+
 class DeadLetter(NamedTuple):
     """An input that is not a usable event, with why. ``raw`` is already capped."""
 

@@ -20,7 +20,15 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line, split_json_document
+from transforms.events import (
+    MAX_EVENT_BYTES,
+    DeadLetter,
+    Event,
+    dead_letter,
+    pack,
+    parse_line,
+    split_json_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +122,9 @@ def _now_us() -> int:
 
 
 class ReadFileFn(beam.DoFn):
-    """One file path in. Out: batches ``(shard, [Event])`` of channel events (main output)
-    and of presence events (``presence``), one ``(path, ingested_at_us, [DeadLetter])`` per
+    """One file path in. Out: batches ``(shard, packed [Event])`` (see
+    :func:`transforms.events.pack`) of channel events (main output) and of presence events
+    (``presence``), one ``(path, ingested_at_us, [DeadLetter])`` per
     file with rejects (``dead``) and one statistics dict per file (``stats``)."""
 
     def __init__(self, shards: int, max_bytes: int = MAX_EVENT_BYTES) -> None:
@@ -191,13 +200,14 @@ class ReadFileFn(beam.DoFn):
     @staticmethod
     def _flush(buffers: dict[tuple[bool, int], list[Event]]):
         for (is_channel, shard), events in buffers.items():
-            yield (shard, events) if is_channel else beam.pvalue.TaggedOutput(PRESENCE, (shard, events))
+            batch = (shard, pack(events))
+            yield batch if is_channel else beam.pvalue.TaggedOutput(PRESENCE, batch)
         buffers.clear()
 
 
 class ReadNotifications(beam.PTransform):
     """File paths (already expanded, see :func:`expand_patterns`) in; a tuple of
-    PCollections out: ``channel`` and ``presence`` batches ``(shard, [Event])``, ``dead``
+    PCollections out: ``channel`` and ``presence`` batches ``(shard, packed [Event])``, ``dead``
     ``(path, ingested_at_us, [DeadLetter])`` and ``stats`` dicts."""
 
     def __init__(self, shards: int, max_bytes: int = MAX_EVENT_BYTES) -> None:

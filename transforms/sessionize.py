@@ -13,13 +13,16 @@ from collections import defaultdict
 
 import apache_beam as beam
 
-from transforms.events import DeadLetter, Event
+from transforms.events import DeadLetter, Event, unpack
 from transforms.io import shard_of
 from transforms.presence import sessionize_agent
 from transforms.timeline import dedup, sessionize_channel
 
 AGENT_WORK = "agent_work"
 STATS = "stats"
+#: What the agent core reads of a channel's segments and session (the rest stays behind).
+_WORK_SEGMENT_KEYS = ("channel_id", "agent_id", "party_role", "seq", "state", "start_at", "end_at")
+_WORK_SESSION_KEYS = ("agent_id", "party_role", "user_id", "first_event_at")
 
 
 def _label(shard: int) -> str:
@@ -29,13 +32,13 @@ def _label(shard: int) -> str:
 def _by_key(batches) -> dict[str, list[Event]]:
     by_key: dict[str, list[Event]] = defaultdict(list)
     for batch in batches:
-        for ev in batch:
+        for ev in unpack(batch):
             by_key[ev.key].append(ev)
     return by_key
 
 
 class SessionizeChannelShardFn(beam.DoFn):
-    """``(shard, [[Event]])`` in. Out: ``(table, label, rows)`` for ``channel_sessions`` and
+    """``(shard, [packed [Event]])`` in. Out: ``(table, label, rows)`` for ``channel_sessions`` and
     ``channel_segments`` (main), ``(agent_shard, ([segment], [session]))`` of agent
     channels (``agent_work``) and a statistics dict (``stats``)."""
 
@@ -57,8 +60,8 @@ class SessionizeChannelShardFn(beam.DoFn):
             agent = result.session["agent_id"]
             if agent is not None and result.session["party_role"] == "agent":
                 segs, sess = work[shard_of(agent, self.shards)]
-                segs.extend(result.segments)
-                sess.append(result.session)
+                segs.extend({k: seg[k] for k in _WORK_SEGMENT_KEYS} for seg in result.segments)
+                sess.append({k: result.session[k] for k in _WORK_SESSION_KEYS})
         yield "channel_sessions", _label(shard), sessions
         if segments:
             yield "channel_segments", _label(shard), segments
@@ -68,7 +71,7 @@ class SessionizeChannelShardFn(beam.DoFn):
 
 
 class SessionizeChannels(beam.PTransform):
-    """Channel event batches ``(shard, [Event])`` in; a tuple out: table row batches
+    """Channel event batches ``(shard, packed [Event])`` in; a tuple out: table row batches
     ``(table, label, rows)`` (main), agent work ``(agent_shard, ([segment], [session]))``
     and stats."""
 
@@ -92,7 +95,7 @@ def _sessionize_agent_shard(element):
     sessions: dict[str, list[dict]] = defaultdict(list)
     for kind, batch in tagged:
         if kind == "p":
-            for ev in batch:
+            for ev in unpack(batch):
                 presence[ev.key].append(ev)
         else:
             for seg in batch[0]:
@@ -118,7 +121,7 @@ def _sessionize_agent_shard(element):
 
 
 class SessionizeAgents(beam.PTransform):
-    """Presence event batches ``(shard, [Event])`` and agent work ``(shard, ([segment],
+    """Presence event batches ``(shard, packed [Event])`` and agent work ``(shard, ([segment],
     [session]))`` in (as a pair); table row batches (main) and stats out."""
 
     def expand(self, pair):

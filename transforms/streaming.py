@@ -1,0 +1,684 @@
+"""Streaming composites: Pub/Sub messages in; the batch job's tables, a raw archive and
+dead letters out, computed by the same pure cores (:mod:`transforms.timeline`,
+:mod:`transforms.presence`) as batch.
+
+The graph (labels are stable: a Dataflow ``--update`` maps state by them)::
+
+    messages - Parse -+- (channel id, Received) ------- Channels -+- (table, row) ------+
+                      |                                           +- (agent id, Work) -+|
+                      +- (agent id, Received) presence -----------------------+ Agents -+- (table, row)
+                      +- (agent id, Activity) agent-channel arrivals ---------+         |
+                      +- (table, row) dead letters -----------------------------------+- WriteTables
+                      +- (event_date, line) valid events --------------------------------- WriteArchive
+
+Time. Event time is ``data.timestamp`` (attached after parsing). State lives in the global
+window, keyed by channel or agent, so no element is ever dropped as late by Beam; what is
+late is decided here, explicitly, and goes to ``dead_letter`` with code ``late``. Every
+timer is an event-time timer set at ``max(event time, arrival time) + delay`` (arrival =
+processing time when the element reached the stage): for live data both are the same
+instant to a second, and it is the event-time rule; for old events (a replay, a backlog,
+VCC's day-long retries, the local runner whose Pub/Sub watermark is the wall clock) the
+delay counts from arrival, so a replay is sessionized as if live instead of every timer
+being already due. Event-time timers hold the watermark only up to their (future) firing
+time, never behind it.
+
+- Channel: its rows are emitted by the end timer, ``grace`` after its first ``ended`` (by
+  event time), from every event buffered by then; disorder within the grace is absorbed.
+  An expiry timer, ``expire_after`` after its latest activity, emits a channel that never
+  ends (``is_complete`` false). Either way its state is cleared but a marker (the
+  channel's notification ids) kept for the dedup horizon: a copy of a known id is a
+  dropped duplicate, any other event of the channel is ``late``.
+- Agent: presence events, the agent's channel work (segments sent by the channel stage
+  when a channel is emitted) and counts of its agent-channel events are buffered per
+  agent. When its latest presence is ``loggedOut`` and ``grace`` has passed, and every
+  agent-channel event that arrived has been accounted for by the channel stage, all its
+  rows up to the logout are emitted (closed presence intervals, login sessions with their
+  work, inferred sessions); the ``loggedOut`` interval stays open in state until the next
+  login. An agent inactive for ``expire_after`` is emitted as is (open rows included), once
+  its channel work is in. Presence events older than what was emitted are ``late``.
+
+Outputs to files are stamped with their arrival time at the writer and grouped in fixed
+windows of that time, so a row is written in the window in which it became final, never
+dropped by a window that already closed (timer outputs can be behind the DirectRunner's
+watermark, which has no timer holds). One Parquet file per window, table and
+``event_date`` partition, written under a hidden temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+import typing
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import orjson
+from apache_beam.coders import PickleCoder
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import FixedWindows, TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+
+from schemas import PARTITION_SOURCE
+from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line
+from transforms.parquet import table_file, to_arrow, utc_date, write_parquet
+from transforms.presence import LOGGED_OUT, normalize_presence_type, sessionize_agent
+from transforms.timeline import sessionize_channel
+
+US = 1_000_000
+METRICS = "vccflow"
+ARCHIVE_FOLDER = "raw"
+
+# Output tags.
+PRESENCE = "presence"
+ACTIVITY = "activity"
+DEAD = "dead"
+ARCHIVE = "archive"
+AGENT_WORK = "agent_work"
+
+KeyedAny = beam.typehints.Tuple[str, beam.typehints.Any]
+
+
+class Received(typing.NamedTuple):
+    """One valid notification as read: the parsed event, the message bytes, where it came
+    from (``pubsub:<message id>`` or ``stream``) and when it was read (µs since epoch)."""
+
+    event: Event
+    raw: bytes
+    origin: str
+    ingested_at: int
+
+
+class Activity(typing.NamedTuple):
+    """To an agent's key: one event of its agent channel ``channel_id`` arrived."""
+
+    channel_id: str
+
+
+class Work(typing.NamedTuple):
+    """To an agent's key from the channel stage: ``consumed`` arrivals of ``channel_id``
+    are accounted for; when the channel was emitted, also its segment rows and session row
+    (None for an arrival the channel stage dropped as a duplicate or dead-lettered)."""
+
+    channel_id: str
+    consumed: int
+    segments: list[dict] | None = None
+    session: dict | None = None
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Timing of the stateful stages, in seconds, and the message size cap."""
+
+    grace_seconds: int = 60
+    expire_after_seconds: int = 4 * 3600
+    dedup_horizon_seconds: int = 86400
+    max_event_bytes: int = MAX_EVENT_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("grace_seconds", "expire_after_seconds", "dedup_horizon_seconds", "max_event_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+def agent_of(ev: Event) -> str | None:
+    """The agent whose work a channel event is (agent-role party with an agent id), else None."""
+    return ev.agent_id if ev.is_channel and ev.party_role == "agent" and ev.agent_id else None
+
+
+def archive_line(raw: bytes) -> bytes:
+    """A valid notification as one NDJSON line (re-serialized compactly if it spans lines)."""
+    raw = raw.strip()
+    return orjson.dumps(orjson.loads(raw)) if b"\n" in raw or b"\r" in raw else raw
+
+
+def dead_letter_row(letter: DeadLetter, ingested_at: int) -> dict:
+    """A ``dead_letter`` table row."""
+    return {**letter._asdict(), "ingested_at": ingested_at}
+
+
+def late_row(rec: Received, detail: str) -> dict:
+    """The ``dead_letter`` row (code ``late``) of an event that arrived after its result was final."""
+    try:
+        obj = orjson.loads(rec.raw)
+    except orjson.JSONDecodeError:  # pragma: no cover - a Received was valid JSON
+        obj = None
+    return dead_letter_row(dead_letter("late", detail, rec.raw, rec.origin, obj), rec.ingested_at)
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / US, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ts(us: int) -> Timestamp:
+    return Timestamp(micros=us)
+
+
+def _later(event_us: int, clock: Callable[[], float], delay_s: int) -> int:
+    """``max(event time, arrival time) + delay`` in µs: see the module docstring."""
+    return max(event_us, int(clock() * US)) + delay_s * US
+
+
+def _arm(timer, current_us: int, wanted_us: int) -> int:
+    """Set ``timer`` to ``wanted_us`` unless it is already set later; returns the firing time."""
+    if wanted_us > current_us:
+        timer.set(_ts(wanted_us))
+        return wanted_us
+    return current_us
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+class ParseMessageFn(beam.DoFn):
+    """A Pub/Sub message (``PubsubMessage`` or bytes) in. Out: ``(channel id, Received)``
+    at event time (main), ``(agent id, Received)`` of presence events (``presence``),
+    ``(agent id, Activity)`` for agent-channel events (``activity``), ``("dead_letter",
+    row)`` (``dead``) and ``(event_date, line)`` of every valid event (``archive``)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def process(self, message):
+        if isinstance(message, PubsubMessage):
+            data = message.data
+            origin = f"pubsub:{message.message_id}" if message.message_id else "pubsub"
+        else:
+            data, origin = message, "stream"
+        ingested = time.time_ns() // 1000
+        out = parse_line(data, origin, self.max_bytes)
+        if isinstance(out, DeadLetter):
+            yield beam.pvalue.TaggedOutput(DEAD, ("dead_letter", dead_letter_row(out, ingested)))
+            return
+        yield beam.pvalue.TaggedOutput(ARCHIVE, (utc_date(out.ts), archive_line(data)))
+        rec = Received(out, data, origin, ingested)
+        at = _ts(out.ts)
+        if not out.is_channel:
+            yield beam.pvalue.TaggedOutput(PRESENCE, TimestampedValue((out.key, rec), at))
+            return
+        yield TimestampedValue((out.key, rec), at)
+        agent = agent_of(out)
+        if agent is not None:
+            yield beam.pvalue.TaggedOutput(ACTIVITY, TimestampedValue((agent, Activity(out.key)), at))
+
+
+class ParseMessages(beam.PTransform):
+    """Messages in; the tagged outputs of :class:`ParseMessageFn` out (main tag ``channel``)."""
+
+    def __init__(self, max_bytes: int = MAX_EVENT_BYTES) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+
+    def expand(self, messages):
+        return messages | "ParseMessage" >> beam.ParDo(ParseMessageFn(self.max_bytes)).with_output_types(
+            KeyedAny
+        ).with_outputs(PRESENCE, ACTIVITY, DEAD, ARCHIVE, main="channel")
+
+
+# --- channels --------------------------------------------------------------------------
+
+
+# State and timers of the channel stage (module-level: DoFn parameters are declared once).
+_CH_END_TIMER = TimerSpec("end", TimeDomain.WATERMARK)
+_CH_EXPIRY_TIMER = TimerSpec("expiry", TimeDomain.WATERMARK)
+_CH_EVENTS = beam.DoFn.StateParam(BagStateSpec("events", PickleCoder()))
+_CH_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_CH_END = beam.DoFn.TimerParam(_CH_END_TIMER)
+_CH_EXPIRY = beam.DoFn.TimerParam(_CH_EXPIRY_TIMER)
+
+
+@dataclass
+class _ChannelMeta:
+    """Small per-channel state next to the event bag."""
+
+    duplicates: int = 0
+    consumed: Counter | None = None  # agent id -> arrivals buffered (for the agent ledger)
+    ended: int | None = None  # earliest `ended` time (µs)
+    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    final: frozenset | None = None  # after emission: the channel's (source, id) pairs
+
+
+class SessionizeChannelFn(beam.DoFn):
+    """``(channel id, Received)`` in. Out: ``(table, row)`` for ``channel_sessions`` and
+    ``channel_segments`` (main, from timers), ``(agent id, Work)`` (``agent_work``) and
+    ``("dead_letter", row)`` of late events (``dead``). State and timers: module docstring."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.duplicates = Metrics.counter(METRICS, "duplicates_dropped")
+        self.late = Metrics.counter(METRICS, "late_events")
+        self.emitted = Metrics.counter(METRICS, "channels_emitted")
+        self.expired = Metrics.counter(METRICS, "channels_expired")
+
+    def process(
+        self,
+        element,
+        events=_CH_EVENTS,
+        meta=_CH_META,
+        end=_CH_END,
+        expiry=_CH_EXPIRY,
+    ):
+        channel_id, rec = element
+        ev = rec.event
+        agent = agent_of(ev)
+        m = meta.read() or _ChannelMeta()
+        if m.final is not None:
+            if (ev.source, ev.id) in m.final:
+                self.duplicates.inc()
+            else:
+                self.late.inc()
+                detail = f"channel {channel_id} was already final; {ev.type} at {_iso(ev.ts)} arrived after"
+                yield beam.pvalue.TaggedOutput(DEAD, ("dead_letter", late_row(rec, detail)))
+            if agent is not None:
+                yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent, Work(channel_id, 1)))
+            return
+        if m.consumed is None:
+            m.consumed = Counter()
+        if agent is not None:
+            m.consumed[agent] += 1
+        if any(old == ev for old in events.read()):
+            # An exact copy: dropped here. A copy with the same id but other content stays in
+            # the bag, and the core keeps the same one batch keeps.
+            m.duplicates += 1
+            self.duplicates.inc()
+            meta.write(m)
+            return
+        events.add(ev)
+        if ev.type == "channel.ended" and (m.ended is None or ev.ts < m.ended):
+            m.ended = ev.ts
+            end.set(_ts(_later(ev.ts, self.clock, self.settings.grace_seconds)))
+        m.expires = _arm(expiry, m.expires, _later(ev.ts, self.clock, self.settings.expire_after_seconds))
+        meta.write(m)
+
+    @on_timer(_CH_END_TIMER)
+    def on_end(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        events=_CH_EVENTS,
+        meta=_CH_META,
+        expiry=_CH_EXPIRY,
+    ):
+        yield from self._emit(key, fired, events, meta, expiry)
+
+    @on_timer(_CH_EXPIRY_TIMER)
+    def on_expiry(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        events=_CH_EVENTS,
+        meta=_CH_META,
+        expiry=_CH_EXPIRY,
+    ):
+        m = meta.read()
+        if m is None or m.final is not None:
+            events.clear()
+            meta.clear()  # the marker's horizon is over: forget the channel
+            return
+        self.expired.inc()
+        yield from self._emit(key, fired, events, meta, expiry)
+
+    def _emit(self, channel_id, fired, events, meta, expiry):
+        buffered = list(events.read())
+        m = meta.read()
+        if not buffered or m is None or m.final is not None:
+            return
+        result = sessionize_channel(buffered, duplicates=m.duplicates)
+        self.emitted.inc()
+        yield "channel_sessions", result.session
+        for seg in result.segments:
+            yield "channel_segments", seg
+        for agent, n in sorted((m.consumed or {}).items()):
+            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent, Work(channel_id, n, result.segments, result.session)))
+        events.clear()
+        horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
+        expiry.set(_ts(horizon))
+        meta.write(_ChannelMeta(final=frozenset((ev.source, ev.id) for ev in buffered), expires=horizon))
+
+
+class SessionizeChannelsStreaming(beam.PTransform):
+    """``(channel id, Received)`` at event time in; out: ``(table, row)`` rows (main),
+    ``(agent id, Work)`` (``agent_work``) and ``("dead_letter", row)`` (``dead``)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, events):
+        return events | "SessionizeChannel" >> beam.ParDo(
+            SessionizeChannelFn(self.settings, self.clock)
+        ).with_input_types(KeyedAny).with_outputs(AGENT_WORK, DEAD, main="rows")
+
+
+# --- agents ----------------------------------------------------------------------------
+
+
+# State and timers of the agent stage.
+_AG_FLUSH_TIMER = TimerSpec("flush", TimeDomain.WATERMARK)
+_AG_EXPIRY_TIMER = TimerSpec("expiry", TimeDomain.WATERMARK)
+_AG_PRESENCE = beam.DoFn.StateParam(BagStateSpec("presence", PickleCoder()))
+_AG_WORK = beam.DoFn.StateParam(BagStateSpec("work", PickleCoder()))
+_AG_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_AG_FLUSH = beam.DoFn.TimerParam(_AG_FLUSH_TIMER)
+_AG_EXPIRY = beam.DoFn.TimerParam(_AG_EXPIRY_TIMER)
+
+
+@dataclass
+class _AgentMeta:
+    """Small per-agent state next to the presence and work bags."""
+
+    ledger: Counter | None = None  # channel id -> arrivals not yet accounted for by the channel stage
+    due: int | None = None  # a flush is wanted at this event time (µs): logout + grace
+    cutoff: int | None = None  # presence before this time (µs) is final
+    final: dict | None = None  # (source, id) -> time (µs) of emitted presence events
+    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    collect: bool = False  # the expiry timer is the end of the horizon (forget the agent)
+
+
+def _agent_rows(agent_id: str, events: list[Event], work: list[tuple]):
+    """The pure agent core over an agent's buffered presence events and channel work."""
+    segments = [seg for segs, _ in work for seg in segs]
+    sessions = [row for _, row in work if row is not None]
+    return sessionize_agent(agent_id, events, segments, sessions)
+
+
+def _settled(m: _AgentMeta) -> bool:
+    return not any(m.ledger.values()) if m.ledger else True
+
+
+class SessionizeAgentFn(beam.DoFn):
+    """``(agent id, Received | Activity | Work)`` in. Out: ``(table, row)`` for
+    ``agent_presence`` and ``agent_sessions`` (main, from timers) and ``("dead_letter",
+    row)`` of late presence events (``dead``). State and timers: module docstring."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.duplicates = Metrics.counter(METRICS, "duplicates_dropped")
+        self.late = Metrics.counter(METRICS, "late_events")
+
+    def process(
+        self,
+        element,
+        at=beam.DoFn.TimestampParam,
+        presence=_AG_PRESENCE,
+        work=_AG_WORK,
+        meta=_AG_META,
+        flush=_AG_FLUSH,
+        expiry=_AG_EXPIRY,
+    ):
+        agent_id, value = element
+        m = meta.read() or _AgentMeta()
+        if m.ledger is None:
+            m.ledger = Counter()
+        activity = at.micros
+        if isinstance(value, Received):
+            ev = value.event
+            activity = ev.ts
+            if (m.final and (ev.source, ev.id) in m.final) or any(old == ev for old in presence.read()):
+                self.duplicates.inc()
+                return
+            if m.cutoff is not None and ev.ts < m.cutoff:
+                self.late.inc()
+                detail = f"agent {agent_id} was final up to {_iso(m.cutoff)}; presence at {_iso(ev.ts)} arrived after"
+                yield beam.pvalue.TaggedOutput(DEAD, ("dead_letter", late_row(value, detail)))
+                return
+            presence.add(ev)
+            if normalize_presence_type(ev.presence_type) == LOGGED_OUT:
+                m.due = max(m.due or 0, _later(ev.ts, self.clock, self.settings.grace_seconds))
+                flush.set(_ts(m.due))
+        elif isinstance(value, Activity):
+            m.ledger[value.channel_id] += 1
+        else:
+            m.ledger[value.channel_id] -= value.consumed
+            if not m.ledger[value.channel_id]:
+                del m.ledger[value.channel_id]
+            if value.segments is not None:
+                work.add((value.segments, value.session))
+            if m.due is not None and _settled(m):
+                flush.set(_ts(max(m.due, at.micros)))
+        if m.collect:  # active again: inactivity expiry instead of the end of the horizon
+            m.collect, m.expires = False, 0
+        m.expires = _arm(expiry, m.expires, _later(activity, self.clock, self.settings.expire_after_seconds))
+        meta.write(m)
+
+    @on_timer(_AG_FLUSH_TIMER)
+    def on_flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        presence=_AG_PRESENCE,
+        work=_AG_WORK,
+        meta=_AG_META,
+        expiry=_AG_EXPIRY,
+    ):
+        m = meta.read()
+        if m is None or m.due is None or not _settled(m):
+            return  # not due, or channel work still in flight: the Work that settles it re-arms
+        latest = max(presence.read(), key=lambda ev: (ev.ts, ev.id, ev.source), default=None)
+        if latest is None or normalize_presence_type(latest.presence_type) != LOGGED_OUT:
+            m.due = None  # logged in again since: the next logout flushes
+            meta.write(m)
+            return
+        yield from self._emit(key, fired, m, presence, work, meta, expiry)
+
+    @on_timer(_AG_EXPIRY_TIMER)
+    def on_expiry(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        presence=_AG_PRESENCE,
+        work=_AG_WORK,
+        meta=_AG_META,
+        expiry=_AG_EXPIRY,
+    ):
+        m = meta.read()
+        if m is not None and not m.collect:
+            if not _settled(m):  # channel work in flight: wait for it (the channel stage accounts for all)
+                m.expires = _later(fired.micros, self.clock, self.settings.grace_seconds)
+                expiry.set(_ts(m.expires))
+                meta.write(m)
+                return
+            yield from self._emit(key, fired, m, presence, work, meta, expiry)
+            return
+        # The horizon is over: emit what is left (an open loggedOut interval) and forget the agent.
+        result = _agent_rows(key, list(presence.read()), list(work.read()))
+        yield from (("agent_presence", row) for row in result.presence)
+        yield from (("agent_sessions", row) for row in result.sessions)
+        presence.clear()
+        work.clear()
+        meta.clear()
+
+    def _emit(self, agent_id, fired, m, presence, work, meta, expiry):
+        """Emit the agent's rows but an open ``loggedOut`` interval, whose events stay;
+        remember what was emitted and arm the end of the horizon."""
+        events = list(presence.read())
+        result = _agent_rows(agent_id, events, list(work.read()))
+        rows = result.presence
+        kept: list[Event] = []
+        if rows and rows[-1]["presence_type"] == LOGGED_OUT:
+            kept_from = rows[-1]["start_at"]
+            rows = rows[:-1]
+            kept = [ev for ev in events if ev.ts >= kept_from]
+            cutoff = kept_from
+        else:
+            cutoff = max((ev.ts for ev in events), default=None)
+        yield from (("agent_presence", row) for row in rows)
+        yield from (("agent_sessions", row) for row in result.sessions)
+        presence.clear()
+        work.clear()
+        for ev in kept:
+            presence.add(ev)
+        final = dict(m.final or {})
+        final.update({(ev.source, ev.id): ev.ts for ev in events if ev not in kept})
+        if cutoff is not None:
+            m.cutoff = cutoff if m.cutoff is None else max(m.cutoff, cutoff)
+            horizon = m.cutoff - self.settings.dedup_horizon_seconds * US
+            final = {k: t for k, t in final.items() if t >= horizon}
+        m.final, m.due, m.collect = final, None, True
+        m.expires = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
+        expiry.set(_ts(m.expires))
+        meta.write(m)
+
+
+class SessionizeAgentsStreaming(beam.PTransform):
+    """A tuple of ``(agent id, Received)`` presence events, ``(agent id, Activity)`` and
+    ``(agent id, Work)`` in; out: ``(table, row)`` rows (main) and ``("dead_letter", row)``
+    (``dead``)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, inputs):
+        return (
+            inputs
+            | "FlattenAgentInputs" >> beam.Flatten().with_output_types(KeyedAny)
+            | "SessionizeAgent"
+            >> beam.ParDo(SessionizeAgentFn(self.settings, self.clock))
+            .with_input_types(KeyedAny)
+            .with_outputs(DEAD, main="rows")
+        )
+
+
+# --- the whole stream ------------------------------------------------------------------
+
+
+class SessionizeStream(beam.PTransform):
+    """Pub/Sub messages (``PubsubMessage`` or bytes) in. Out: a dict with ``rows``, every
+    ``(table, row)`` of the five tables (dead letters included), and ``archive``,
+    ``(event_date, NDJSON line)`` of every valid event as received (duplicates included)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, messages):
+        parsed = messages | "Parse" >> ParseMessages(self.settings.max_event_bytes)
+        channels = parsed.channel | "Channels" >> SessionizeChannelsStreaming(self.settings, self.clock)
+        agents = (parsed[PRESENCE], parsed[ACTIVITY], channels[AGENT_WORK]) | "Agents" >> SessionizeAgentsStreaming(
+            self.settings, self.clock
+        )
+        rows = (parsed[DEAD], channels.rows, channels[DEAD], agents.rows, agents[DEAD]) | "AllRows" >> beam.Flatten()
+        return {"rows": rows, "archive": parsed[ARCHIVE]}
+
+
+# --- writers ---------------------------------------------------------------------------
+
+
+def _key_by_partition(table: str, row: dict) -> tuple:
+    return (table, utc_date(row[PARTITION_SOURCE[table]])), row
+
+
+def _stamp_arrival(element):
+    return TimestampedValue(element, time.time())
+
+
+def window_label(window) -> str:
+    """``YYYYMMDDTHHMMSSZ`` of a window's start (UTC)."""
+    return window.start.to_utc_datetime().strftime("%Y%m%dT%H%M%SZ")
+
+
+def _hidden_temp(path: str) -> str:
+    """A sibling of ``path`` that readers skip (a name starting with ``.``)."""
+    folder, name = path.rsplit("/", 1)
+    return f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def publish_file(path: str, write: Callable[[str], None]) -> str:
+    """Write through ``write(temp)`` to a hidden temporary name, then rename to ``path``:
+    readers never see a partial file. Returns ``path``."""
+    temp = _hidden_temp(path)
+    write(temp)
+    FileSystems.rename([temp], [path])
+    return path
+
+
+class _WriteTableFileFn(beam.DoFn):
+    """``((table, event_date), rows)`` of one window pane in; one Parquet file written; its path out."""
+
+    def __init__(self, root: str, run_id: str) -> None:
+        self.root = root
+        self.run_id = run_id
+
+    def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        (table, day), rows = element
+        rows = sorted(rows, key=lambda r: r[PARTITION_SOURCE[table]])
+        label = f"{window_label(window)}-{self.run_id}-{pane.index}"
+        data = to_arrow(table, rows)
+        yield publish_file(table_file(self.root, table, day, label), lambda tmp: write_parquet(tmp, data))
+
+
+class WriteWindowedTables(beam.PTransform):
+    """``(table, row)`` in; under ``root``: one Parquet file per ``window_seconds`` window of
+    arrival time, table and ``event_date`` partition, named
+    ``<table>/event_date=D/part-<window start>-<run id>-<pane>.parquet``; out: the paths."""
+
+    def __init__(self, root: str, window_seconds: int, run_id: str) -> None:
+        super().__init__()
+        self.root = root
+        self.window_seconds = window_seconds
+        self.run_id = run_id
+
+    def expand(self, rows):
+        return (
+            rows
+            | "StampArrival" >> beam.Map(_stamp_arrival)
+            | "Window" >> beam.WindowInto(FixedWindows(self.window_seconds))
+            | "KeyByPartition" >> beam.MapTuple(_key_by_partition)
+            | "GroupByPartition" >> beam.GroupByKey()
+            | "WriteParquet" >> beam.ParDo(_WriteTableFileFn(self.root, self.run_id))
+        )
+
+
+class _WriteArchiveFileFn(beam.DoFn):
+    """``(event_date, lines)`` of one window pane in; one ``.jsonl.gz`` file written; its path out."""
+
+    def __init__(self, root: str, run_id: str) -> None:
+        self.root = root
+        self.run_id = run_id
+
+    def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        day, lines = element
+        payload = gzip.compress(b"".join(line + b"\n" for line in lines), mtime=0)
+        name = f"part-{window_label(window)}-{self.run_id}-{pane.index}.jsonl.gz"
+        path = FileSystems.join(self.root, ARCHIVE_FOLDER, f"event_date={day}", name)
+
+        def write(tmp: str) -> None:
+            with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                f.write(payload)
+
+        yield publish_file(path, write)
+
+
+class WriteRawArchive(beam.PTransform):
+    """``(event_date, NDJSON line)`` in; under ``root/raw/event_date=D/``: one gzip NDJSON
+    file per ``window_seconds`` window of arrival time and event date, readable by
+    ``vccflow batch --input 'ROOT/raw/**/*.jsonl.gz'``; out: the paths."""
+
+    def __init__(self, root: str, window_seconds: int, run_id: str) -> None:
+        super().__init__()
+        self.root = root
+        self.window_seconds = window_seconds
+        self.run_id = run_id
+
+    def expand(self, lines):
+        return (
+            lines
+            | "StampArrival" >> beam.Map(_stamp_arrival)
+            | "Window" >> beam.WindowInto(FixedWindows(self.window_seconds))
+            | "GroupByDate" >> beam.GroupByKey()
+            | "WriteJsonl" >> beam.ParDo(_WriteArchiveFileFn(self.root, self.run_id))
+        )
