@@ -60,7 +60,9 @@ def check_output_root(root: str) -> None:
         parent = os.path.dirname(os.path.abspath(root))
         while not os.path.exists(parent):
             parent = os.path.dirname(parent)
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        if not os.path.isdir(parent):
+            raise OutputError(f"cannot create output folder {root!r}: {parent!r} is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
             raise OutputError(f"cannot create output folder {root!r}: {parent!r} is not writable")
 
 

@@ -145,3 +145,33 @@ def test_failed_validation_exits_1_with_a_verdict_and_keeps_the_evidence(inputs,
     report = json.loads((out / "_run_report.json").read_text())
     assert report["validation"]["success"] is False
     assert (out / "_validation" / "data_docs" / "index.html").exists()
+
+
+def test_output_below_a_file_is_refused(inputs, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(tmp_path / "file.txt" / "out")) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_unreadable_file_is_a_dead_letter_and_the_run_goes_on(inputs, tmp_path):
+    (inputs / "b.jsonl.gz").write_bytes(b"this is not gzip at all" * 10)
+    out = tmp_path / "out"
+    assert run_cli("batch", "--input", str(inputs / "*"), "--output", str(out)) == 0
+    report = json.loads((out / "_run_report.json").read_text())
+    assert report["dead_letters_by_code"] == {"invalid_json": 1, "unreadable": 1} and report["accounting_closes"]
+    dead = pd.read_parquet(out / "dead_letter").set_index("error_code")
+    assert dead.loc["unreadable", "origin"] == f"{inputs / 'b.jsonl.gz'}:1"
+    assert "cannot read" in dead.loc["unreadable", "error_detail"]
+    assert list(pd.read_parquet(out / "channel_sessions")["channel_id"]) == ["chA"]
+
+
+def test_verbose_shows_the_traceback(inputs, tmp_path, monkeypatch):
+    import transforms.sessionize
+
+    def boom(*_a, **_k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(transforms.sessionize, "sessionize_channel", boom)
+    with pytest.raises(Exception, match="disk on fire"):
+        run_cli("--verbose", "batch", "--input", str(inputs / "*.jsonl"), "--output", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
