@@ -13,6 +13,8 @@ import sys
 
 COMMANDS = {
     "batch": ("pipelines.batch", "sessionize archived notification files into validated Parquet"),
+    "stream": ("pipelines.stream", "sessionize notifications from Pub/Sub into Parquet files, continuously"),
+    "publish": ("pipelines.publish", "replay notification files into a Pub/Sub topic"),
     "generate": ("pipelines.generate", "write realistic synthetic VCC traffic and its ground truth"),
     "validate": ("pipelines.validate", "validate an existing output folder with Great Expectations"),
 }

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 REPORT = "_run_report.json"
 VALIDATION = "_validation"
-_OURS = set(TABLES) | {REPORT, VALIDATION}
+#: Names a vccflow output root may hold (the streaming job adds its archive and quarantine).
+_OURS = set(TABLES) | {REPORT, VALIDATION, "raw", "_quarantine"}
 
 
 class OutputError(ValueError):

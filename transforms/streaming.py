@@ -47,6 +47,9 @@ watermark, which has no timer holds). One Parquet file per window, table and
 from __future__ import annotations
 
 import gzip
+import json
+import logging
+import threading
 import time
 import typing
 import uuid
@@ -57,6 +60,7 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 import orjson
+import pyarrow as pa
 from apache_beam.coders import PickleCoder
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -67,11 +71,13 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas import PARTITION_SOURCE
+from schemas import PARTITION_COLUMN, PARTITION_SOURCE
 from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line
 from transforms.parquet import table_file, to_arrow, utc_date, write_parquet
 from transforms.presence import LOGGED_OUT, normalize_presence_type, sessionize_agent
 from transforms.timeline import sessionize_channel
+
+log = logging.getLogger(__name__)
 
 US = 1_000_000
 METRICS = "vccflow"
@@ -147,10 +153,7 @@ def dead_letter_row(letter: DeadLetter, ingested_at: int) -> dict:
 
 def late_row(rec: Received, detail: str) -> dict:
     """The ``dead_letter`` row (code ``late``) of an event that arrived after its result was final."""
-    try:
-        obj = orjson.loads(rec.raw)
-    except orjson.JSONDecodeError:  # pragma: no cover - a Received was valid JSON
-        obj = None
+    obj = orjson.loads(rec.raw)  # it parsed once: type and id are salvaged for the row
     return dead_letter_row(dead_letter("late", detail, rec.raw, rec.origin, obj), rec.ingested_at)
 
 
@@ -320,6 +323,8 @@ class SessionizeChannelFn(beam.DoFn):
         expiry=_CH_EXPIRY,
     ):
         m = meta.read()
+        if m is not None and fired.micros < m.expires:
+            return  # a firing superseded by a later reset
         if m is None or m.final is not None:
             events.clear()
             meta.clear()  # the marker's horizon is over: forget the channel
@@ -383,6 +388,7 @@ class _AgentMeta:
     final: dict | None = None  # (source, id) -> time (µs) of emitted presence events
     expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
     collect: bool = False  # the expiry timer is the end of the horizon (forget the agent)
+    waiting: bool = False  # the inactivity expiry fired while channel work was in flight
 
 
 def _agent_rows(agent_id: str, events: list[Event], work: list[tuple]):
@@ -421,8 +427,14 @@ class SessionizeAgentFn(beam.DoFn):
         m = meta.read() or _AgentMeta()
         if m.ledger is None:
             m.ledger = Counter()
-        activity = at.micros
-        if isinstance(value, Received):
+        if isinstance(value, Work):
+            self._account(value, at.micros, m, work, flush, expiry)
+            meta.write(m)
+            return
+        if isinstance(value, Activity):
+            m.ledger[value.channel_id] += 1
+            activity = at.micros
+        else:
             ev = value.event
             activity = ev.ts
             if (m.final and (ev.source, ev.id) in m.final) or any(old == ev for old in presence.read()):
@@ -437,20 +449,34 @@ class SessionizeAgentFn(beam.DoFn):
             if normalize_presence_type(ev.presence_type) == LOGGED_OUT:
                 m.due = max(m.due or 0, _later(ev.ts, self.clock, self.settings.grace_seconds))
                 flush.set(_ts(m.due))
-        elif isinstance(value, Activity):
-            m.ledger[value.channel_id] += 1
-        else:
-            m.ledger[value.channel_id] -= value.consumed
-            if not m.ledger[value.channel_id]:
-                del m.ledger[value.channel_id]
-            if value.segments is not None:
-                work.add((value.segments, value.session))
-            if m.due is not None and _settled(m):
-                flush.set(_ts(max(m.due, at.micros)))
-        if m.collect:  # active again: inactivity expiry instead of the end of the horizon
-            m.collect, m.expires = False, 0
-        m.expires = _arm(expiry, m.expires, _later(activity, self.clock, self.settings.expire_after_seconds))
+        self._active(m, activity, expiry)
         meta.write(m)
+
+    def _active(self, m: _AgentMeta, activity_us: int, expiry) -> None:
+        """Activity: the inactivity expiry moves to ``activity + expire_after`` (replacing the
+        end of the horizon, if that was what the timer was set for)."""
+        if m.collect:
+            m.collect, m.expires = False, 0
+        m.expires = _arm(expiry, m.expires, _later(activity_us, self.clock, self.settings.expire_after_seconds))
+
+    def _account(self, value: Work, at_us: int, m: _AgentMeta, work, flush, expiry) -> None:
+        """Channel work in: settle the ledger, keep the segments; a flush or an expiry that
+        waited for this work is re-armed. Work is not activity (its events were)."""
+        m.ledger[value.channel_id] -= value.consumed
+        if not m.ledger[value.channel_id]:
+            del m.ledger[value.channel_id]
+        if value.segments is not None:
+            work.add((value.segments, value.session))
+        if m.collect or not m.expires:  # work after everything was emitted: it needs an expiry
+            self._active(m, at_us, expiry)
+        if not _settled(m):
+            return
+        if m.due is not None:
+            flush.set(_ts(max(m.due, at_us)))
+        if m.waiting:
+            m.waiting = False
+            m.expires = max(m.expires, at_us)
+            expiry.set(_ts(m.expires))
 
     @on_timer(_AG_FLUSH_TIMER)
     def on_flush(
@@ -463,7 +489,7 @@ class SessionizeAgentFn(beam.DoFn):
         expiry=_AG_EXPIRY,
     ):
         m = meta.read()
-        if m is None or m.due is None or not _settled(m):
+        if m is None or m.due is None or fired.micros < m.due or not _settled(m):
             return  # not due, or channel work still in flight: the Work that settles it re-arms
         latest = max(presence.read(), key=lambda ev: (ev.ts, ev.id, ev.source), default=None)
         if latest is None or normalize_presence_type(latest.presence_type) != LOGGED_OUT:
@@ -483,10 +509,11 @@ class SessionizeAgentFn(beam.DoFn):
         expiry=_AG_EXPIRY,
     ):
         m = meta.read()
+        if m is not None and fired.micros < m.expires:
+            return  # a firing superseded by a later reset
         if m is not None and not m.collect:
-            if not _settled(m):  # channel work in flight: wait for it (the channel stage accounts for all)
-                m.expires = _later(fired.micros, self.clock, self.settings.grace_seconds)
-                expiry.set(_ts(m.expires))
+            if not _settled(m):  # channel work in flight: the Work that settles it re-arms
+                m.waiting = True
                 meta.write(m)
                 return
             yield from self._emit(key, fired, m, presence, work, meta, expiry)
@@ -578,12 +605,13 @@ class SessionizeStream(beam.PTransform):
 # --- writers ---------------------------------------------------------------------------
 
 
-def _key_by_partition(table: str, row: dict) -> tuple:
-    return (table, utc_date(row[PARTITION_SOURCE[table]])), row
-
-
 def _stamp_arrival(element):
-    return TimestampedValue(element, time.time())
+    """The element at its arrival time (now), keyed for the write: ``(table, row)`` by
+    ``(table, event_date)``; ``(event_date, line)`` unchanged."""
+    key, value = element
+    if isinstance(value, dict):
+        key = (key, utc_date(value[PARTITION_SOURCE[key]]))
+    return TimestampedValue((key, value), time.time())
 
 
 def window_label(window) -> str:
@@ -606,40 +634,72 @@ def publish_file(path: str, write: Callable[[str], None]) -> str:
     return path
 
 
-class _WriteTableFileFn(beam.DoFn):
-    """``((table, event_date), rows)`` of one window pane in; one Parquet file written; its path out."""
+QUARANTINE_FOLDER = "_quarantine"
+_VALIDATION_LOCK = threading.Lock()  # Great Expectations' warning filters are process-wide
 
-    def __init__(self, root: str, run_id: str) -> None:
+
+def validate_file(table: str, data: pa.Table, day: str):
+    """One file's rows against ``table``'s suite (the partition rule included); rules
+    across files (uniqueness over the whole table) are for ``vccflow validate``."""
+    from pipelines.validate import validate_table
+
+    with _VALIDATION_LOCK:
+        return validate_table(table, data.append_column(PARTITION_COLUMN, pa.array([day] * data.num_rows)))
+
+
+class _WriteTableFileFn(beam.DoFn):
+    """``((table, event_date), rows)`` of one window pane in; one Parquet file written and,
+    with ``validate``, checked by the table's expectation suite: a failing file goes to
+    ``ROOT/_quarantine/`` with its verdict next to it (counted, never kept in the table,
+    never deleted); out: the path written."""
+
+    def __init__(self, root: str, run_id: str, validate: bool = True) -> None:
         self.root = root
         self.run_id = run_id
+        self.validate = validate
+        self.quarantined = Metrics.counter("vccflow", "quarantined_files")
 
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         (table, day), rows = element
         rows = sorted(rows, key=lambda r: r[PARTITION_SOURCE[table]])
         label = f"{window_label(window)}-{self.run_id}-{pane.index}"
         data = to_arrow(table, rows)
-        yield publish_file(table_file(self.root, table, day, label), lambda tmp: write_parquet(tmp, data))
+        verdict = validate_file(table, data, day) if self.validate else None
+        root = self.root
+        if verdict is not None and not verdict.success:
+            root = FileSystems.join(self.root, QUARANTINE_FOLDER)
+            self.quarantined.inc()
+        path = publish_file(table_file(root, table, day, label), lambda tmp: write_parquet(tmp, data))
+        if verdict is not None and not verdict.success:
+            with FileSystems.create(path.removesuffix(".parquet") + ".verdict.json") as f:
+                f.write(json.dumps(verdict.as_dict(), indent=2, default=str).encode("utf-8"))
+            failed = "; ".join(f"{x.expectation}({', '.join(x.columns)})" for x in verdict.failures)
+            log.warning("%s: %d row(s) failed validation (%s), quarantined -> %s", table, len(rows), failed, path)
+        else:
+            log.info("%s: %d row(s) -> %s", table, len(rows), path)
+        yield path
 
 
 class WriteWindowedTables(beam.PTransform):
     """``(table, row)`` in; under ``root``: one Parquet file per ``window_seconds`` window of
     arrival time, table and ``event_date`` partition, named
-    ``<table>/event_date=D/part-<window start>-<run id>-<pane>.parquet``; out: the paths."""
+    ``<table>/event_date=D/part-<window start>-<run id>-<pane>.parquet``, each validated
+    first (see :class:`_WriteTableFileFn`); out: the paths."""
 
-    def __init__(self, root: str, window_seconds: int, run_id: str) -> None:
+    def __init__(self, root: str, window_seconds: int, run_id: str, validate: bool = True) -> None:
         super().__init__()
         self.root = root
         self.window_seconds = window_seconds
         self.run_id = run_id
+        self.validate = validate
 
     def expand(self, rows):
         return (
             rows
             | "StampArrival" >> beam.Map(_stamp_arrival)
             | "Window" >> beam.WindowInto(FixedWindows(self.window_seconds))
-            | "KeyByPartition" >> beam.MapTuple(_key_by_partition)
             | "GroupByPartition" >> beam.GroupByKey()
-            | "WriteParquet" >> beam.ParDo(_WriteTableFileFn(self.root, self.run_id))
+            | "WriteParquet" >> beam.ParDo(_WriteTableFileFn(self.root, self.run_id, self.validate))
         )
 
 
@@ -652,6 +712,7 @@ class _WriteArchiveFileFn(beam.DoFn):
 
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         day, lines = element
+        lines = list(lines)
         payload = gzip.compress(b"".join(line + b"\n" for line in lines), mtime=0)
         name = f"part-{window_label(window)}-{self.run_id}-{pane.index}.jsonl.gz"
         path = FileSystems.join(self.root, ARCHIVE_FOLDER, f"event_date={day}", name)
@@ -661,6 +722,7 @@ class _WriteArchiveFileFn(beam.DoFn):
                 f.write(payload)
 
         yield publish_file(path, write)
+        log.info("raw: %d notification(s) -> %s", len(lines), path)
 
 
 class WriteRawArchive(beam.PTransform):
