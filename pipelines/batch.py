@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
+from pipelines.validate import format_verdict, validate_output
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.io import ReadNotifications, expand_patterns
@@ -200,9 +202,8 @@ def run(argv: list[str] | None = None) -> int:
             staging, {t: stats.get(f"rows.{t}", 0) for t in TABLES}, utc_date(time.time_ns() // 1000)
         )
         log.info("pipeline done in %.1fs; validating", time.monotonic() - started)
-        from pipelines.validate import validate_output
-
-        verdict = validate_output(staging)
+        verdict = validate_output(staging, data_docs=outputs.is_local(root))
+        log.info("validation %s in %.1fs", "passed" if verdict.success else "FAILED", time.monotonic() - started)
         report = build_report(stats, paths, run_id, started, verdict, staging, root)
         outputs.write_json(beam.io.filesystems.FileSystems.join(staging, outputs.REPORT), report)
         outputs.publish(staging, root, run_id)
@@ -211,10 +212,6 @@ def run(argv: list[str] | None = None) -> int:
         raise
     print(summary_text(report, root))
     if not verdict.success:
-        import sys
-
-        from pipelines.validate import format_verdict
-
         print(format_verdict(verdict), file=sys.stderr)
         return 1
     return 0
