@@ -40,6 +40,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from schemas.outputs import CHANNEL_METRICS as METRICS
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 DATA = BENCH / "data"
@@ -53,27 +55,8 @@ LINES_PER_INTERACTION = 12.9
 #: Interactions per agent: keeps the simulation to one day (the generator's PER_AGENT_DAY).
 INTERACTIONS_PER_AGENT = 30
 
-#: Columns compared on every channel, and on channels that are not anomalous.
+#: Columns compared on every channel; the non-anomalous ones are compared on METRICS too.
 ALWAYS = ("event_count", "duplicate_count", "first_event_us", "last_event_us")
-METRICS = (
-    "alert_ms",
-    "talk_ms",
-    "hold_ms",
-    "park_ms",
-    "interruption_ms",
-    "wrap_ms",
-    "connected_ms",
-    "handle_ms",
-    "hold_count",
-    "park_count",
-    "interruption_count",
-    "longest_hold_ms",
-    "longest_park_ms",
-    "longest_interruption_ms",
-    "connection_failed",
-    "is_complete",
-    "open_state",
-)
 
 
 def say(msg: str) -> None:

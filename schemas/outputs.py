@@ -98,6 +98,19 @@ CHANNEL_SEGMENTS = pa.schema(
     ]
 )
 
+#: The per-channel timing metrics and outcome flags every implementation of the timeline
+#: rules must agree on (batch, streaming, the benchmark's SQL reference).
+CHANNEL_METRICS = (
+    *(
+        f.name
+        for f in CHANNEL_SESSIONS
+        if f.name.endswith(("_ms", "_count")) and f.name not in ("event_count", "duplicate_count", "anomaly_count")
+    ),
+    "connection_failed",
+    "is_complete",
+    "open_state",
+)
+
 AGENT_PRESENCE = pa.schema(
     [
         _f("agent_id", pa.string(), "VCC agent id", False),

@@ -15,30 +15,12 @@ from pathlib import Path
 import pytest
 
 from pipelines.generate import Config, generate, write_output
+from schemas.outputs import CHANNEL_METRICS as METRICS
 
 duckdb = pytest.importorskip("duckdb", reason="duckdb is not installed (pip install -e '.[test]' or '.[bench]')")
 
 REFERENCE = Path(__file__).resolve().parents[1] / "bench" / "reference.py"
 
-METRICS = (
-    "alert_ms",
-    "connected_ms",
-    "talk_ms",
-    "hold_ms",
-    "park_ms",
-    "interruption_ms",
-    "wrap_ms",
-    "handle_ms",
-    "hold_count",
-    "park_count",
-    "interruption_count",
-    "longest_hold_ms",
-    "longest_park_ms",
-    "longest_interruption_ms",
-    "connection_failed",
-    "is_complete",
-    "open_state",
-)
 ALWAYS = ("event_count", "duplicate_count", "first_event_at", "last_event_at")
 
 

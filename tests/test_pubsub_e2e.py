@@ -21,30 +21,13 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipelines import generate, publish
+from schemas.outputs import CHANNEL_METRICS as METRICS
 from tests.pubsub_emulator import start_emulator, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "vccflow-e2e"
 WAIT_S = 90
 HEARTBEAT_AGENT = "e2e-heartbeat"
-METRICS = (
-    "alert_ms",
-    "connected_ms",
-    "talk_ms",
-    "hold_ms",
-    "park_ms",
-    "interruption_ms",
-    "wrap_ms",
-    "handle_ms",
-    "hold_count",
-    "park_count",
-    "interruption_count",
-    "longest_hold_ms",
-    "longest_park_ms",
-    "longest_interruption_ms",
-    "is_complete",
-    "open_state",
-)
 
 
 @pytest.fixture(scope="module")
