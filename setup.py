@@ -19,6 +19,7 @@ setup(
         "pandas>=3.1,<4",
         "great-expectations>=1.24,<1.25",
         "orjson>=3.10,<4",
+        "msgspec>=0.22,<0.23",
     ],
     extras_require={
         "test": [

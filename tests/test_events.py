@@ -7,7 +7,15 @@ import copy
 import orjson
 import pytest
 
-from transforms.events import DeadLetter, Event, parse_line, parse_timestamp, split_json_document, split_type
+from transforms.events import (
+    DeadLetter,
+    Event,
+    parse_line,
+    parse_object,
+    parse_timestamp,
+    split_json_document,
+    split_type,
+)
 
 HELD = {
     "specversion": "1.0",
@@ -184,3 +192,38 @@ def test_split_json_document():
     assert split_json_document(b' {"a": 1}\n') == [b'{"a": 1}']
     assert split_json_document(b'{"a":1}\n{"b":2}\n') is None
     assert split_json_document(b"42") is None
+
+
+# --- the documented-shape fast path decides exactly as the full path -----------------------------
+
+
+def full_path(raw: bytes):
+    return parse_object(orjson.loads(raw), raw, "f:1")
+
+
+FAST_PATH_VARIANTS = {
+    "documented channel event": line(HELD),
+    "documented presence event": line(PRESENCE),
+    "escaped quote and newline": line(with_(HELD, "data.channel.party.userId", 'a"b\nc')),
+    "unicode escape": line(HELD).replace(b'"1544"', b'"15\\u0034\\u0034"'),
+    "non-ASCII text": line(with_(PRESENCE, "data.presence.description", "Prêt ☕")),
+    "unknown member": line(with_(HELD, "data.channel.direction", "inbound")),
+    "integer id": line(with_(HELD, "id", 12345)),
+    "integer agent id": line(with_(HELD, "data.channel.party.agentId", 1544)),
+    "number in an ignored member": line(with_(HELD, "time", 1.5e300)),
+    "empty texts": line(with_(with_(HELD, "data.channel.channelId", ""), "data.channel.party.role", "")),
+    "null party": line(with_(HELD, "data.channel.party", None)),
+    "whitespace around": b"  " + line(PRESENCE) + b"\t ",
+    "repeated member, last wins": line(HELD)[:-1] + b',"type":"channel.retrieved.v0"}',
+    "repeated member of another type": line(HELD)[:-1] + b',"data":{"timestamp":"2022-08-30T14:34:36Z"}}',
+    "seven fractional digits": line(with_(HELD, "data.timestamp", "2022-08-30T14:34:36.0881234Z")),
+    "offset zone": line(with_(HELD, "data.timestamp", "2022-08-30T16:34:36.088+02:00")),
+    "blank before a time": line(with_(HELD, "data.timestamp", "   2022-08-30T14:34:36.088Z")),
+    "empty category type": line(with_(PRESENCE, "data.presence.category.type", "")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_PATH_VARIANTS))
+def test_fast_path_decides_as_the_full_path(name):
+    raw = FAST_PATH_VARIANTS[name]
+    assert parse_line(raw, "f:1") == full_path(raw)

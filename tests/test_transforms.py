@@ -10,7 +10,14 @@ from tests.test_timeline import T0, ev
 from transforms.events import DeadLetter, Event, pack
 from transforms.io import shard_of
 from transforms.parquet import WriteTables
-from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
+from transforms.sessionize import (
+    SessionizeAgents,
+    SessionizeChannels,
+    agent_work,
+    dead_letter_rows,
+    pack_work,
+    unpack_work,
+)
 
 
 def presence(kind: str, at_s: float, agent: str = "1544", id_: str | None = None) -> Event:
@@ -58,13 +65,22 @@ def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pi
         )
         assert_that(sessions, equal_to([("chA", 50000, 10000, 30000, 1), ("chB", 50000, 10000, 30000, 0)]))
         work = out.agent_work | beam.MapTuple(
-            lambda shard, pair: (shard, sorted({s["channel_id"] for s in pair[0]}), len(pair[1]))
+            lambda shard, packed: (
+                shard,
+                sorted({s["channel_id"] for s in unpack_work(packed)[0]}),
+                len(unpack_work(packed)[1]),
+            )
         )
         assert_that(work, equal_to([(shard_of("1544", 4), ["chA"], 1)]), label="work")
         stats = out.stats | beam.CombineGlobally(
             lambda ds: {k: sum(d[k] for d in ds) for k in ("valid", "duplicates", "channels")}
         )
         assert_that(stats, equal_to([{"valid": 14, "duplicates": 1, "channels": 2}]), label="stats")
+
+
+def _one_channel_work(result):
+    segments, session = agent_work(result)
+    return segments, [session]
 
 
 def test_sessionize_agents_joins_presence_and_channel_work(pipeline):
@@ -75,7 +91,7 @@ def test_sessionize_agents_joins_presence_and_channel_work(pipeline):
     pres = [presence("ready", 0), presence("away", 200), presence("loggedOut", 400), presence("loggedOut", 400)]
     with pipeline as p:
         presence_batches = p | "P" >> beam.Create([(shard, pack(pres))])
-        work = p | "W" >> beam.Create([(shard, (result.segments, [result.session]))])
+        work = p | "W" >> beam.Create([(shard, pack_work(*_one_channel_work(result)))])
         out = (presence_batches, work) | SessionizeAgents()
         rows = out.rows | beam.FlatMap(lambda t: [(t[0], len(t[2]))])
         assert_that(rows, equal_to([("agent_presence", 3), ("agent_sessions", 1)]))

@@ -8,12 +8,14 @@ by one worker, line by line with line numbers, so every dead letter names its or
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -22,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.events import (
     MAX_EVENT_BYTES,
+    PRESENCE_TYPE,
     DeadLetter,
     Event,
     dead_letter,
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 8 << 20
 #: Events per emitted batch: big enough to make Beam's per-element cost negligible.
 BATCH_EVENTS = 20_000
+#: Entity keys whose shard a reader remembers (then it starts over).
+SHARD_CACHE_KEYS = 1 << 18
 #: A progress line is logged every this many lines of one file.
 PROGRESS_LINES = 500_000
 
@@ -59,6 +64,19 @@ def expand_patterns(patterns: list[str]) -> list[str]:
             raise NoInputError(f"no input file matches {pattern!r}")
         paths.update(found)
     return sorted(paths)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a block that builds many acyclic objects
+    (events, rows): collections triggered by allocation would re-scan them again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -122,7 +140,7 @@ def _now_us() -> int:
 
 
 class ReadFileFn(beam.DoFn):
-    """One file path in. Out: batches ``(shard, packed [Event])`` (see
+    """One file path in. Out: batches ``(shard, bytes)`` of packed events (see
     :func:`transforms.events.pack`) of channel events (main output) and of presence events
     (``presence``), one ``(path, ingested_at_us, [DeadLetter])`` per
     file with rejects (``dead``) and one statistics dict per file (``stats``)."""
@@ -131,10 +149,11 @@ class ReadFileFn(beam.DoFn):
         self.shards = shards
         self.max_bytes = max_bytes
 
-    def _records(self, path: str) -> Iterator[tuple[str, bytes | None, int | str]]:
-        """``(origin, raw, size)`` per record; a file that cannot be read (to the end)
-        yields a last ``(origin, None, reason)``."""
-        where = f"{path}:1"
+    def _records(self, path: str) -> Iterator[tuple[int | str, bytes | None, int | str]]:
+        """``(where, raw, size)`` per record, ``where`` its line number, or its origin for an
+        item of a JSON array; a file that cannot be read (to the end) yields a last
+        ``(origin, None, reason)``."""
+        where = 0
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
                 if _is_json_document(path):
@@ -145,22 +164,27 @@ class ReadFileFn(beam.DoFn):
                             yield f"{path}[{i}]", raw, len(raw)
                         return
                     f = io.BytesIO(content)
-                for line_no, line, size in iter_lines(f, self.max_bytes):
-                    yield f"{path}:{line_no}", line, size
-                    where = f"{path}:{line_no + 1}"
+                for where, line, size in iter_lines(f, self.max_bytes):  # noqa: B007 (where: for the error below)
+                    yield where, line, size
         except (OSError, EOFError, zlib.error) as exc:
-            yield where, None, f"cannot read {path}: {type(exc).__name__}: {exc}"
+            yield f"{path}:{where + 1}", None, f"cannot read {path}: {type(exc).__name__}: {exc}"
 
     def process(self, path: str):
+        with paused_gc():
+            yield from self._read(path)
+
+    def _read(self, path: str):
         started = time.monotonic()
         ingested = _now_us()
         shards, max_bytes = self.shards, self.max_bytes
+        shard_cache: dict[str, int] = {}
         buffers: dict[tuple[bool, int], list[Event]] = {}
         dead: list[DeadLetter] = []
         lines = blank = buffered = 0
         next_report = PROGRESS_LINES
-        for origin, raw, size in self._records(path):
+        for where, raw, size in self._records(path):
             lines += 1
+            origin = where if type(where) is str else ""  # line origins are only built for dead letters
             if raw is None:
                 log.error("%s", size)
                 dead.append(dead_letter("unreadable", size, b"", origin))
@@ -169,10 +193,16 @@ class ReadFileFn(beam.DoFn):
                 blank += 1
                 continue
             out = parse_line(raw, origin, max_bytes, size)
-            if isinstance(out, DeadLetter):
-                dead.append(out)
+            if type(out) is DeadLetter:
+                dead.append(out if origin else out._replace(origin=f"{path}:{where}"))
                 continue
-            buffers.setdefault((out.is_channel, shard_of(out.key, shards)), []).append(out)
+            key = out.key
+            shard = shard_cache.get(key)
+            if shard is None:
+                if len(shard_cache) >= SHARD_CACHE_KEYS:
+                    shard_cache.clear()
+                shard = shard_cache[key] = shard_of(key, shards)
+            buffers.setdefault((out.type != PRESENCE_TYPE, shard), []).append(out)
             buffered += 1
             if buffered >= BATCH_EVENTS:
                 yield from self._flush(buffers)
@@ -207,7 +237,7 @@ class ReadFileFn(beam.DoFn):
 
 class ReadNotifications(beam.PTransform):
     """File paths (already expanded, see :func:`expand_patterns`) in; a tuple of
-    PCollections out: ``channel`` and ``presence`` batches ``(shard, packed [Event])``, ``dead``
+    PCollections out: ``channel`` and ``presence`` batches ``(shard, bytes)`` of packed events, ``dead``
     ``(path, ingested_at_us, [DeadLetter])`` and ``stats`` dicts."""
 
     def __init__(self, shards: int, max_bytes: int = MAX_EVENT_BYTES) -> None:

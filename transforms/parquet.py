@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
+from operator import itemgetter
 
 import apache_beam as beam
 import pyarrow as pa
@@ -29,8 +30,10 @@ def utc_date(ts_us: int) -> str:
 
 def to_arrow(table: str, rows: list[dict]) -> pa.Table:
     """Rows keyed by column name (timestamps as int microseconds) to an Arrow table with
-    the table's schema from :mod:`schemas.outputs`."""
-    return pa.Table.from_pylist(rows, schema=TABLES[table])
+    the table's schema from :mod:`schemas.outputs`; every row has every column."""
+    schema = TABLES[table]
+    columns = zip(*map(itemgetter(*schema.names), rows), strict=True) if rows else ([] for _ in schema)
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
 
 
 def partition_rows(table: str, rows: Iterable[dict]) -> dict[str, list[dict]]:

@@ -8,21 +8,29 @@ events together and the pure core runs once per channel and once per agent.
 
 from __future__ import annotations
 
+import logging
+import time
 import zlib
 from collections import defaultdict
+from operator import itemgetter
 
 import apache_beam as beam
+import orjson
 
 from transforms.events import DeadLetter, Event, unpack
-from transforms.io import shard_of
+from transforms.io import paused_gc, shard_of
 from transforms.presence import sessionize_agent
-from transforms.timeline import dedup, sessionize_channel
+from transforms.timeline import ChannelResult, dedup, sessionize_channel
+
+log = logging.getLogger(__name__)
 
 AGENT_WORK = "agent_work"
 STATS = "stats"
 #: What the agent core reads of a channel's segments and session (the rest stays behind).
 _WORK_SEGMENT_KEYS = ("channel_id", "agent_id", "party_role", "seq", "state", "start_at", "end_at")
 _WORK_SESSION_KEYS = ("agent_id", "party_role", "user_id", "first_event_at")
+_work_segment = itemgetter(*_WORK_SEGMENT_KEYS)
+_work_session = itemgetter(*_WORK_SESSION_KEYS)
 
 
 def _label(shard: int) -> str:
@@ -38,15 +46,19 @@ def _by_key(batches) -> dict[str, list[Event]]:
 
 
 class SessionizeChannelShardFn(beam.DoFn):
-    """``(shard, [packed [Event]])`` in. Out: ``(table, label, rows)`` for ``channel_sessions`` and
-    ``channel_segments`` (main), ``(agent_shard, ([segment], [session]))`` of agent
-    channels (``agent_work``) and a statistics dict (``stats``)."""
+    """``(shard, [packed events])`` in. Out: ``(table, label, rows)`` for ``channel_sessions`` and
+    ``channel_segments`` (main), ``(agent_shard, bytes)`` of agent channels (``agent_work``,
+    :func:`pack_work`) and a statistics dict (``stats``)."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
 
     def process(self, element):
-        shard, batches = element
+        with paused_gc():
+            yield from self._sessionize(*element)
+
+    def _sessionize(self, shard, batches):
+        started = time.monotonic()
         sessions: list[dict] = []
         segments: list[dict] = []
         work: dict[int, tuple[list[dict], list[dict]]] = defaultdict(lambda: ([], []))
@@ -60,20 +72,24 @@ class SessionizeChannelShardFn(beam.DoFn):
             agent = result.session["agent_id"]
             if agent is not None and result.session["party_role"] == "agent":
                 segs, sess = work[shard_of(agent, self.shards)]
-                segs.extend({k: seg[k] for k in _WORK_SEGMENT_KEYS} for seg in result.segments)
-                sess.append({k: result.session[k] for k in _WORK_SESSION_KEYS})
+                seg_values, session_values = agent_work(result)
+                segs.extend(seg_values)
+                sess.append(session_values)
         yield "channel_sessions", _label(shard), sessions
         if segments:
             yield "channel_segments", _label(shard), segments
-        for agent_shard, pair in work.items():
-            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, pair))
+        for agent_shard, (segs, sess) in work.items():
+            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, pack_work(segs, sess)))
         yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "channels": len(sessions)})
+        log.info(
+            "channel shard %s: %d channels, %d segments, %d events in %.1fs",
+            _label(shard), len(sessions), len(segments), valid + duplicates, time.monotonic() - started,
+        )  # fmt: skip
 
 
 class SessionizeChannels(beam.PTransform):
-    """Channel event batches ``(shard, packed [Event])`` in; a tuple out: table row batches
-    ``(table, label, rows)`` (main), agent work ``(agent_shard, ([segment], [session]))``
-    and stats."""
+    """Channel event batches ``(shard, packed events)`` in; a tuple out: table row batches
+    ``(table, label, rows)`` (main), agent work ``(agent_shard, bytes)`` and stats."""
 
     def __init__(self, shards: int) -> None:
         super().__init__()
@@ -88,8 +104,35 @@ class SessionizeChannels(beam.PTransform):
         )
 
 
+def agent_work(result: ChannelResult) -> tuple[list[tuple], tuple]:
+    """What the agent core reads of one channel: its segments and its session as value
+    tuples (in the order of ``_WORK_SEGMENT_KEYS`` / ``_WORK_SESSION_KEYS``)."""
+    return list(map(_work_segment, result.segments)), _work_session(result.session)
+
+
+def pack_work(segments: list[tuple], sessions: list[tuple]) -> bytes:
+    """What the agent core needs of some agent channels, segments and sessions as value
+    tuples in the order of ``_WORK_SEGMENT_KEYS`` / ``_WORK_SESSION_KEYS``, as one
+    ``bytes`` value (like :func:`transforms.events.pack`); :func:`unpack_work` restores
+    them as dicts keyed by those names."""
+    return orjson.dumps((segments, sessions))
+
+
+def unpack_work(packed: bytes) -> tuple[list[dict], list[dict]]:
+    segments, sessions = orjson.loads(packed)
+    return (
+        [dict(zip(_WORK_SEGMENT_KEYS, s, strict=True)) for s in segments],
+        [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions],
+    )
+
+
 def _sessionize_agent_shard(element):
-    shard, tagged = element
+    with paused_gc():
+        yield from _agent_shard_rows(*element)
+
+
+def _agent_shard_rows(shard, tagged):
+    started = time.monotonic()
     presence: dict[str, list[Event]] = defaultdict(list)
     segments: dict[str, list[dict]] = defaultdict(list)
     sessions: dict[str, list[dict]] = defaultdict(list)
@@ -98,9 +141,10 @@ def _sessionize_agent_shard(element):
             for ev in unpack(batch):
                 presence[ev.key].append(ev)
         else:
-            for seg in batch[0]:
+            segs, sess = unpack_work(batch)
+            for seg in segs:
                 segments[seg["agent_id"]].append(seg)
-            for row in batch[1]:
+            for row in sess:
                 sessions[row["agent_id"]].append(row)
     presence_rows: list[dict] = []
     session_rows: list[dict] = []
@@ -118,11 +162,15 @@ def _sessionize_agent_shard(element):
     if session_rows:
         yield "agent_sessions", _label(shard), session_rows
     yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": len(agents)})
+    log.info(
+        "agent shard %s: %d agents, %d presence rows, %d sessions in %.1fs",
+        _label(shard), len(agents), len(presence_rows), len(session_rows), time.monotonic() - started,
+    )  # fmt: skip
 
 
 class SessionizeAgents(beam.PTransform):
-    """Presence event batches ``(shard, packed [Event])`` and agent work ``(shard, ([segment],
-    [session]))`` in (as a pair); table row batches (main) and stats out."""
+    """Presence event batches ``(shard, packed events)`` and agent work ``(shard, bytes)``
+    (:func:`pack_work`) in, as a pair; table row batches (main) and stats out."""
 
     def expand(self, pair):
         presence, work = pair
