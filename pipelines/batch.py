@@ -8,7 +8,8 @@ cores, and writes ``channel_sessions``, ``channel_segments``, ``agent_presence``
 ``agent_sessions`` and ``dead_letter`` as hive-partitioned Parquet under ``--output``, then
 validates them with Great Expectations and writes ``_run_report.json``. Arguments it does
 not know are Beam pipeline options (``--runner DataflowRunner --project ...``); without
-``--runner`` the job runs in-process on Beam's FnApiRunner (the DirectRunner's engine).
+``--runner`` the job runs on Beam's FnApiRunner (the DirectRunner's engine), in-process for
+small inputs and with one worker process per core for large ones.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from pipelines import outputs
 from pipelines.validate import format_verdict, validate_output
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
-from transforms.io import ReadNotifications, expand_patterns
+from transforms.io import ReadNotifications, expand_patterns, total_size
 from transforms.parquet import WriteTables, utc_date
 from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARDS = 16
+#: From this much input on, the default runner uses one worker process per core.
+PARALLEL_INPUT_BYTES = 64 << 20
 
 EXAMPLES = """examples:
   vccflow batch --input samples/vcc-demo/notifications-*.jsonl --output out/demo
@@ -105,14 +108,31 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int
     )
 
 
-def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
-    """A pipeline on the user's ``--runner``, or in-process on the FnApiRunner."""
+def make_pipeline(beam_args: list[str], input_bytes: int = 0) -> beam.Pipeline:
+    """A pipeline on the user's ``--runner``, or on Beam's FnApiRunner: in-process for small
+    inputs, with one SDK worker process per core from :data:`PARALLEL_INPUT_BYTES` of input
+    on (unless ``--direct_running_mode`` / ``--direct_num_workers`` are given)."""
     options = PipelineOptions(beam_args)
-    if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+    if _given(beam_args, "--runner"):
         return beam.Pipeline(options=options)
+    from apache_beam.options.pipeline_options import DirectOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+    direct = options.view_as(DirectOptions)
+    cores = os.cpu_count() or 1
+    if input_bytes >= PARALLEL_INPUT_BYTES and cores > 1 and not _given(beam_args, "--direct_running_mode"):
+        direct.direct_running_mode = "multi_processing"
+        if not _given(beam_args, "--direct_num_workers"):
+            direct.direct_num_workers = cores
+    log.info(
+        "runner: FnApiRunner, %s, %d worker(s) (%.0f MiB of input)",
+        direct.direct_running_mode, direct.direct_num_workers, input_bytes / (1 << 20),
+    )  # fmt: skip
     return beam.Pipeline(runner=FnApiRunner(), options=options)
+
+
+def _given(beam_args: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in beam_args)
 
 
 def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict, staging: str, root: str) -> dict:
@@ -189,13 +209,14 @@ def run(argv: list[str] | None = None) -> int:
     known, beam_args = build_parser().parse_known_args(argv)
     started = time.monotonic()
     paths = expand_patterns(known.input)
+    input_bytes = total_size(paths)
     root = known.output.rstrip("/")
     outputs.check_output_root(root)
     run_id = outputs.new_run_id()
     staging = outputs.staging_root(root, run_id)
     log.info("batch run %s: %d input file(s), staging in %s", run_id, len(paths), staging)
     try:
-        with make_pipeline(beam_args) as p:
+        with make_pipeline(beam_args, input_bytes) as p:
             build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
         stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))
         outputs.fill_empty_tables(

@@ -175,3 +175,21 @@ def test_verbose_shows_the_traceback(inputs, tmp_path, monkeypatch):
     with pytest.raises(Exception, match="disk on fire"):
         run_cli("--verbose", "batch", "--input", str(inputs / "*.jsonl"), "--output", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_default_runner_uses_one_worker_process_per_core_for_large_inputs(monkeypatch):
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from pipelines import batch
+
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
+
+    def mode(args, size):
+        direct = batch.make_pipeline(args, size).options.view_as(DirectOptions)
+        return direct.direct_running_mode, direct.direct_num_workers
+
+    big = batch.PARALLEL_INPUT_BYTES
+    assert mode([], big - 1) == ("in_memory", 1)
+    assert mode([], big) == ("multi_processing", 4)
+    assert mode(["--direct_num_workers=3"], big) == ("multi_processing", 3)
+    assert mode(["--direct_running_mode", "in_memory"], big) == ("in_memory", 1)

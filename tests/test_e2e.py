@@ -48,15 +48,24 @@ def records(df: pd.DataFrame, columns: list[str]) -> list[dict]:
     return [{c: plain(row[c]) for c in columns} for _, row in df.iterrows()]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+#: The default runner's two modes: in-process (small inputs) and one worker process per core
+#: (from 64 MiB of input on), forced here on a small input.
+RUNNER_MODES = {
+    "in_process": [],
+    "two_worker_processes": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+}
+
+
+@pytest.fixture(scope="module", params=sorted(RUNNER_MODES))
+def run(tmp_path_factory, request):
     base = tmp_path_factory.mktemp("e2e")
     gen = base / "gen"
     args = ["--output", str(gen), "--agents", "8", "--interactions", "160", "--seed", "11", "--shuffle"]
     args += ["--files", "3", "--gzip", "--duplicates", "0.05", "--malformed", "0.02"]
     assert main(["generate", *args]) == 0
     out = base / "out"
-    assert main(["batch", "--input", str(gen / "notifications-*.jsonl.gz"), "--output", str(out), "--shards", "5"]) == 0
+    batch = ["batch", "--input", str(gen / "notifications-*.jsonl.gz"), "--output", str(out), "--shards", "5"]
+    assert main([*batch, *RUNNER_MODES[request.param]]) == 0
     truth = json.loads((gen / "truth.json").read_text())
     return out, truth
 

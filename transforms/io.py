@@ -79,6 +79,12 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+def total_size(paths: list[str]) -> int:
+    """Bytes stored in ``paths`` (compressed size for ``.gz``), 0 for a path that vanished."""
+    results = FileSystems.match(paths)
+    return sum(m.size_in_bytes or 0 for r in results for m in r.metadata_list)
+
+
 def shard_of(key: str, shards: int) -> int:
     """Stable shard of an entity key (same on every worker and run)."""
     return zlib.crc32(key.encode("utf-8")) % shards

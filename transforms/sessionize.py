@@ -17,7 +17,7 @@ from operator import itemgetter
 import apache_beam as beam
 import orjson
 
-from transforms.events import DeadLetter, Event, unpack
+from transforms.events import DeadLetter, Event, compress, decompress, unpack
 from transforms.io import paused_gc, shard_of
 from transforms.presence import sessionize_agent
 from transforms.timeline import ChannelResult, dedup, sessionize_channel
@@ -115,11 +115,11 @@ def pack_work(segments: list[tuple], sessions: list[tuple]) -> bytes:
     tuples in the order of ``_WORK_SEGMENT_KEYS`` / ``_WORK_SESSION_KEYS``, as one
     ``bytes`` value (like :func:`transforms.events.pack`); :func:`unpack_work` restores
     them as dicts keyed by those names."""
-    return orjson.dumps((segments, sessions))
+    return compress(orjson.dumps((segments, sessions)))
 
 
 def unpack_work(packed: bytes) -> tuple[list[dict], list[dict]]:
-    segments, sessions = orjson.loads(packed)
+    segments, sessions = orjson.loads(decompress(packed))
     return (
         [dict(zip(_WORK_SEGMENT_KEYS, s, strict=True)) for s in segments],
         [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions],
