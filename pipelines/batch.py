@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -135,6 +136,24 @@ def _given(beam_args: list[str], flag: str) -> bool:
     return any(a == flag or a.startswith(flag + "=") for a in beam_args)
 
 
+def _preload_validator() -> threading.Thread:
+    """Import Great Expectations (~3 s) in a background thread while the pipeline runs: the
+    runner mostly waits on its workers meanwhile. A failure here is left for the validation
+    step to report."""
+
+    def load() -> None:
+        try:
+            from schemas.expectations import import_gx
+
+            import_gx()
+        except Exception:  # noqa: BLE001 (the validation step imports it again and reports)
+            log.debug("preloading Great Expectations failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="preload-great-expectations", daemon=True)
+    thread.start()
+    return thread
+
+
 def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict, staging: str, root: str) -> dict:
     dead = {k.removeprefix("dead."): v for k, v in sorted(stats.items()) if k.startswith("dead.")}
     lines, blank = stats.get("lines", 0), stats.get("blank", 0)
@@ -218,11 +237,13 @@ def run(argv: list[str] | None = None) -> int:
     try:
         with make_pipeline(beam_args, input_bytes) as p:
             build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
+            preload = _preload_validator()
         stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))
         outputs.fill_empty_tables(
             staging, {t: stats.get(f"rows.{t}", 0) for t in TABLES}, utc_date(time.time_ns() // 1000)
         )
         log.info("pipeline done in %.1fs; validating", time.monotonic() - started)
+        preload.join()
         verdict = validate_output(staging, data_docs=outputs.is_local(root))
         log.info("validation %s in %.1fs", "passed" if verdict.success else "FAILED", time.monotonic() - started)
         report = build_report(stats, paths, run_id, started, verdict, staging, root)

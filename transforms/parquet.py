@@ -8,12 +8,12 @@ never adds a second copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date, timedelta
 from operator import itemgetter
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -36,18 +36,16 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
 
 
-def partition_rows(table: str, rows: Iterable[dict]) -> dict[str, list[dict]]:
-    """Rows grouped by their ``event_date`` partition."""
-    column = PARTITION_SOURCE[table]
-    parts: dict[str, list[dict]] = {}
-    days: dict[int, str] = {}
-    for row in rows:
-        day = row[column] // _DAY_US
-        name = days.get(day)
-        if name is None:
-            name = days[day] = utc_date(row[column])
-        parts.setdefault(name, []).append(row)
-    return parts
+def partitions(table: str, data: pa.Table) -> list[tuple[str, pa.Table]]:
+    """``data`` (rows of ``table``) split by ``event_date``: the UTC date of the table's
+    partition source column, as ``(YYYY-MM-DD, rows)`` in date order."""
+    if data.num_rows == 0:
+        return []
+    days = data[PARTITION_SOURCE[table]].cast(pa.date32())
+    distinct = sorted(pc.unique(days).to_pylist())
+    if len(distinct) == 1:
+        return [(distinct[0].isoformat(), data)]
+    return [(day.isoformat(), data.filter(pc.equal(days, pa.scalar(day, pa.date32())))) for day in distinct]
 
 
 def write_parquet(path: str, data: pa.Table) -> None:
@@ -62,8 +60,8 @@ def table_file(root: str, table: str, day: str, label: str) -> str:
 
 def write_rows(root: str, table: str, label: str, rows: list[dict]) -> int:
     """Write ``rows`` of ``table`` under ``root``, one file per partition; returns the count."""
-    for day, part in sorted(partition_rows(table, rows).items()):
-        write_parquet(table_file(root, table, day, label), to_arrow(table, part))
+    for day, part in partitions(table, to_arrow(table, rows)):
+        write_parquet(table_file(root, table, day, label), part)
     return len(rows)
 
 
