@@ -96,11 +96,15 @@ def decompress(packed: bytes) -> bytes:
 def pack(events: list[Event]) -> bytes:
     """Events as one compressed JSON array of arrays: a batch crosses a shuffle as a single
     ``bytes`` value, which every runner moves without decoding it; :func:`unpack` restores it."""
-    return compress(orjson.dumps(list(map(tuple, events))))
+    return compress(_BATCH_ENCODER.encode(events))
 
 
 def unpack(batch: bytes) -> list[Event]:
-    return list(map(Event._make, orjson.loads(decompress(batch))))
+    return _BATCH_DECODER.decode(decompress(batch))
+
+
+_BATCH_ENCODER = msgspec.json.Encoder()
+_BATCH_DECODER = msgspec.json.Decoder(list[Event])
 
 
 class DeadLetter(NamedTuple):
@@ -158,22 +162,37 @@ def parse_timestamp(value: Any) -> int:
     return micros
 
 
-@lru_cache(maxsize=1 << 16)
-def _minute_us(prefix: str) -> int:
-    """Microseconds at ``YYYY-MM-DDTHH:MM`` UTC (ValueError if :func:`parse_timestamp` would refuse it)."""
-    return parse_timestamp(prefix + ":00Z")
+#: ``YYYY-MM-DDTHH:MM:SS`` -> microseconds at that second (UTC), for :func:`_timestamp_fast`.
+_SECOND_US: dict[str, int | None] = {}
+_SECOND_CACHE_KEYS = 1 << 17
+
+
+def _second_us(prefix: str) -> int | None:
+    """Microseconds at ``YYYY-MM-DDTHH:MM:SS`` read as UTC, None if not such a time (cached)."""
+    try:
+        base = parse_timestamp(prefix + "Z")
+    except ValueError:
+        base = None
+    if len(_SECOND_US) >= _SECOND_CACHE_KEYS:
+        _SECOND_US.clear()
+    _SECOND_US[prefix] = base
+    return base
 
 
 def _timestamp_fast(value: Any) -> int | None:
     """:func:`parse_timestamp` of ``value``, or None where it raises; UTC times
-    (``YYYY-MM-DDTHH:MM:SS[.f...]Z``) take a path cached per minute."""
-    if type(value) is str and value[-1:] == "Z" and len(value) >= 20 and value[16] == ":" and value.isascii():
-        sec, frac = value[17:19], value[20:-1]
-        if sec.isdigit() and sec < "60" and (len(value) == 20 or (value[19] in ".," and frac.isdigit())):
-            try:
-                return _minute_us(value[:16]) + int(sec) * 1_000_000 + (int((frac + "00000")[:6]) if frac else 0)
-            except ValueError:
-                pass  # e.g. leading blanks: the full parser decides
+    (``YYYY-MM-DDTHH:MM:SS[.f...]Z``) take a path cached per second."""
+    if type(value) is str and len(value) >= 20 and value[-1] == "Z":
+        prefix = value[:19]
+        base = _SECOND_US.get(prefix, -1)
+        if base == -1:
+            base = _second_us(prefix)
+        if base is not None:
+            frac = value[20:-1]
+            if not frac and len(value) == 20:
+                return base
+            if value[19] in ".," and frac.isdigit() and frac.isascii():
+                return base + int((frac + "00000")[:6])
     try:
         return parse_timestamp(value)
     except (ValueError, OverflowError):
@@ -341,11 +360,11 @@ def _event_fast(raw: bytes) -> Event | None:
     """:func:`parse_line`'s event for a notification of exactly the documented shape, or None
     (then the full path decides).
 
-    Only ASCII text without ``\\u`` escapes, whose members are all documented and all strings,
+    Only ASCII text without escapes (no backslash), whose members are all documented and all strings,
     nulls or documented objects, is decoded here; such a text is also valid JSON to orjson,
     with the same values, so the event is the one :func:`event_from_object` builds.
     """
-    if not raw.isascii() or b"\\u" in raw:
+    if not raw.isascii() or b"\\" in raw:
         return None
     try:
         env = _DOCUMENTED.decode(raw)
@@ -366,12 +385,12 @@ def _event_fast(raw: bytes) -> Event | None:
         agent = (user.agentId if user is not None else None) or subject
         if agent is None:
             return None
-        return Event(
+        return _new_event(Event, (
             source, event_id, etype, ts, agent, None, None, None, agent,
             (user.userId or None) if user is not None else None, None,
             presence.presenceId or None, category.type, category.subcategory or None,
             presence.description or category.description or None,
-        )  # fmt: skip
+        ))  # fmt: skip
     channel = data.channel
     if channel is None:
         return None
@@ -379,13 +398,16 @@ def _event_fast(raw: bytes) -> Event | None:
     if channel_id is None:
         return None
     party = channel.party or _NO_PARTY
-    return Event(
+    return _new_event(Event, (
         source, event_id, etype, ts, channel_id, channel.interactionId or None, channel.conversationId or None,
         party.role or None, party.agentId or None, party.userId or None, data.reason or None,
-    )  # fmt: skip
+        None, None, None, None,
+    ))  # fmt: skip
 
 
 _NO_PARTY = _Party()
+#: Builds an Event from a full tuple of its fields without the keyword-handling constructor.
+_new_event = tuple.__new__
 
 
 def _cap(raw: bytes | str) -> tuple[str, int, bool]:

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 8 << 20
 #: Events per emitted batch: big enough to make Beam's per-element cost negligible.
 BATCH_EVENTS = 20_000
-#: Entity keys whose shard a reader remembers (then it starts over).
+#: Entity keys whose shard buffer a reader remembers (then it starts over).
 SHARD_CACHE_KEYS = 1 << 18
 #: A progress line is logged every this many lines of one file.
 PROGRESS_LINES = 500_000
@@ -183,8 +183,9 @@ class ReadFileFn(beam.DoFn):
         started = time.monotonic()
         ingested = _now_us()
         shards, max_bytes = self.shards, self.max_bytes
-        shard_cache: dict[str, int] = {}
         buffers: dict[tuple[bool, int], list[Event]] = {}
+        # entity key -> its shard's buffer, per kind (flushing empties buffers in place)
+        targets: dict[bool, dict[str, list[Event]]] = {True: {}, False: {}}
         dead: list[DeadLetter] = []
         lines = blank = buffered = 0
         next_report = PROGRESS_LINES
@@ -195,20 +196,21 @@ class ReadFileFn(beam.DoFn):
                 log.error("%s", size)
                 dead.append(dead_letter("unreadable", size, b"", origin))
                 continue
-            if not raw.strip():
+            if not raw or raw.isspace():
                 blank += 1
                 continue
             out = parse_line(raw, origin, max_bytes, size)
             if type(out) is DeadLetter:
                 dead.append(out if origin else out._replace(origin=f"{path}:{where}"))
                 continue
-            key = out.key
-            shard = shard_cache.get(key)
-            if shard is None:
-                if len(shard_cache) >= SHARD_CACHE_KEYS:
-                    shard_cache.clear()
-                shard = shard_cache[key] = shard_of(key, shards)
-            buffers.setdefault((out.type != PRESENCE_TYPE, shard), []).append(out)
+            is_channel = out.type != PRESENCE_TYPE
+            cache = targets[is_channel]
+            target = cache.get(out.key)
+            if target is None:
+                if len(cache) >= SHARD_CACHE_KEYS:
+                    cache.clear()
+                target = cache[out.key] = buffers.setdefault((is_channel, shard_of(out.key, shards)), [])
+            target.append(out)
             buffered += 1
             if buffered >= BATCH_EVENTS:
                 yield from self._flush(buffers)
@@ -235,10 +237,12 @@ class ReadFileFn(beam.DoFn):
 
     @staticmethod
     def _flush(buffers: dict[tuple[bool, int], list[Event]]):
+        """Emit every non-empty buffer and empty it in place."""
         for (is_channel, shard), events in buffers.items():
-            batch = (shard, pack(events))
-            yield batch if is_channel else beam.pvalue.TaggedOutput(PRESENCE, batch)
-        buffers.clear()
+            if events:
+                batch = (shard, pack(events))
+                events.clear()
+                yield batch if is_channel else beam.pvalue.TaggedOutput(PRESENCE, batch)
 
 
 class ReadNotifications(beam.PTransform):
