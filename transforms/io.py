@@ -90,42 +90,61 @@ def shard_of(key: str, shards: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % shards
 
 
-def iter_lines(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, bytes, int]]:
-    """Yield ``(line_no, line, size)`` for each line of a binary stream (1-based numbers).
+def iter_line_blocks(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, list[bytes], dict[int, int]]]:
+    """The lines of a binary stream a chunk at a time: ``(first_line_no, lines, sizes)``.
 
-    ``size`` is the line's true length; a line longer than ``max_bytes`` is yielded cut to
-    ``max_bytes + 1`` bytes, so memory stays bounded whatever the input. A trailing ``\\r``
-    is dropped.
+    Lines are numbered from 1 and split on ``\\n``; a trailing ``\\r`` is dropped; the last
+    line counts only if it is not empty. A line longer than ``max_bytes`` is cut to
+    ``max_bytes + 1`` bytes, so memory stays bounded whatever the input; ``sizes`` maps the
+    index (in ``lines``) of every line whose true length differs from its bytes to that length.
     """
     keep = max_bytes + 1
-    carry = b""
-    size = 0
-    cr = False  # the line read so far ends with b"\r"
-    line_no = 0
+    head, head_size, head_cr = b"", 0, False  # a line begun in earlier chunks: kept bytes, true size, ends in \r
+    line_no = 1
     while chunk := stream.read(CHUNK_BYTES):
-        start = 0
-        while (nl := chunk.find(b"\n", start)) >= 0:
-            piece = chunk[start:nl]
-            start = nl + 1
-            line_no += 1
-            if size:
-                size += len(piece)
-                if len(carry) < keep:
-                    carry += piece[: keep - len(carry)]
-                if piece:
-                    cr = piece.endswith(b"\r")
-                line, carry, n, size = carry, b"", size, 0
-            else:
-                line, n, cr = piece[:keep], len(piece), piece.endswith(b"\r")
-            yield line_no, *_drop_cr(line, n, cr)
-        rest = chunk[start:]
-        if rest:
-            size += len(rest)
-            cr = rest.endswith(b"\r")
-            if len(carry) < keep:
-                carry += rest[: keep - len(carry)]
-    if size:
-        yield line_no + 1, *_drop_cr(carry, size, cr)
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            whole: dict[int, tuple[int, bool]] = {}  # index -> (true size, true line ends in \r) of long/joined lines
+            if head_size:
+                first = lines[0]
+                whole[0] = (head_size + len(first), first.endswith(b"\r") if first else head_cr)
+                lines[0] = head + first[: keep - len(head)] if len(head) < keep else head
+            if max(map(len, lines)) > keep:
+                for i, line in enumerate(lines):
+                    if len(line) > keep:
+                        whole[i] = (len(line), line.endswith(b"\r"))
+                        lines[i] = line[:keep]
+            if b"\r" in chunk:
+                for i, line in enumerate(lines):
+                    if line.endswith(b"\r") and i not in whole:
+                        lines[i] = line[:-1]
+            sizes = {}
+            for i, (size, cr) in whole.items():
+                line, size = _drop_cr(lines[i], size, cr)
+                lines[i] = line
+                if size != len(line):
+                    sizes[i] = size
+            yield line_no, lines, sizes
+            line_no += len(lines)
+            head, head_size = rest[:keep], len(rest)
+            head_cr = rest.endswith(b"\r")
+        elif rest:
+            head_size += len(rest)
+            head_cr = rest.endswith(b"\r")
+            if len(head) < keep:
+                head += rest[: keep - len(head)]
+    if head_size:
+        line, size = _drop_cr(head, head_size, head_cr)
+        yield line_no, [line], ({0: size} if size != len(line) else {})
+
+
+def iter_lines(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, bytes, int]]:
+    """Yield ``(line_no, line, size)`` for each line of a binary stream, as
+    :func:`iter_line_blocks` splits and cuts them (``size``: the line's true length)."""
+    for first, lines, sizes in iter_line_blocks(stream, max_bytes):
+        for i, line in enumerate(lines):
+            yield first + i, line, sizes.get(i, len(line))
 
 
 def _drop_cr(line: bytes, size: int, cr: bool) -> tuple[bytes, int]:
@@ -155,25 +174,25 @@ class ReadFileFn(beam.DoFn):
         self.shards = shards
         self.max_bytes = max_bytes
 
-    def _records(self, path: str) -> Iterator[tuple[int | str, bytes | None, int | str]]:
-        """``(where, raw, size)`` per record, ``where`` its line number, or its origin for an
-        item of a JSON array; a file that cannot be read (to the end) yields a last
-        ``(origin, None, reason)``."""
-        where = 0
+    def _blocks(self, path: str) -> Iterator[tuple[str, int, list[bytes] | None, dict[int, int] | str]]:
+        """``(origin_format, first, records, sizes)`` per block of records: lines (origin
+        ``path:n``, see :func:`iter_line_blocks`) or the items of a JSON array (``path[n]``).
+        A file that cannot be read to its end ends with ``(origin_format, n, None, reason)``."""
+        where = 1
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
                 if _is_json_document(path):
                     content = f.read()
                     items = split_json_document(content)
                     if items is not None:
-                        for i, raw in enumerate(items, 1):
-                            yield f"{path}[{i}]", raw, len(raw)
+                        yield "{}[{}]", 1, items, {}
                         return
                     f = io.BytesIO(content)
-                for where, line, size in iter_lines(f, self.max_bytes):  # noqa: B007 (where: for the error below)
-                    yield where, line, size
+                for first, lines, sizes in iter_line_blocks(f, self.max_bytes):
+                    yield "{}:{}", first, lines, sizes
+                    where = first + len(lines)
         except (OSError, EOFError, zlib.error) as exc:
-            yield f"{path}:{where + 1}", None, f"cannot read {path}: {type(exc).__name__}: {exc}"
+            yield "{}:{}", where, None, f"cannot read {path}: {type(exc).__name__}: {exc}"
 
     def process(self, path: str):
         with paused_gc():
@@ -189,36 +208,37 @@ class ReadFileFn(beam.DoFn):
         dead: list[DeadLetter] = []
         lines = blank = buffered = 0
         next_report = PROGRESS_LINES
-        for where, raw, size in self._records(path):
-            lines += 1
-            origin = where if type(where) is str else ""  # line origins are only built for dead letters
-            if raw is None:
-                log.error("%s", size)
-                dead.append(dead_letter("unreadable", size, b"", origin))
+        for origin, first, records, sizes in self._blocks(path):
+            if records is None:
+                log.error("%s", sizes)
+                dead.append(dead_letter("unreadable", sizes, b"", origin.format(path, first)))
+                lines += 1
                 continue
-            if not raw or raw.isspace():
-                blank += 1
-                continue
-            out = parse_line(raw, origin, max_bytes, size)
-            if type(out) is DeadLetter:
-                dead.append(out if origin else out._replace(origin=f"{path}:{where}"))
-                continue
-            is_channel = out.type != PRESENCE_TYPE
-            cache = targets[is_channel]
-            target = cache.get(out.key)
-            if target is None:
-                if len(cache) >= SHARD_CACHE_KEYS:
-                    cache.clear()
-                target = cache[out.key] = buffers.setdefault((is_channel, shard_of(out.key, shards)), [])
-            target.append(out)
-            buffered += 1
+            lines += len(records)
+            for i, raw in enumerate(records):
+                if not raw or raw.isspace():
+                    blank += 1
+                    continue
+                out = parse_line(raw, "", max_bytes, sizes.get(i) if sizes else None)
+                if type(out) is DeadLetter:
+                    dead.append(out._replace(origin=origin.format(path, first + i)))
+                    continue
+                is_channel = out.type != PRESENCE_TYPE
+                cache = targets[is_channel]
+                target = cache.get(out.key)
+                if target is None:
+                    if len(cache) >= SHARD_CACHE_KEYS:
+                        cache.clear()
+                    target = cache[out.key] = buffers.setdefault((is_channel, shard_of(out.key, shards)), [])
+                target.append(out)
+                buffered += 1
             if buffered >= BATCH_EVENTS:
                 yield from self._flush(buffers)
                 buffered = 0
-                if lines >= next_report:
-                    next_report += PROGRESS_LINES
-                    elapsed = time.monotonic() - started
-                    log.info("reading %s: %d lines so far (%.0f lines/s)", path, lines, lines / max(elapsed, 1e-6))
+            if lines >= next_report:
+                next_report += PROGRESS_LINES
+                elapsed = time.monotonic() - started
+                log.info("reading %s: %d lines so far (%.0f lines/s)", path, lines, lines / max(elapsed, 1e-6))
         yield from self._flush(buffers)
         if dead:
             yield beam.pvalue.TaggedOutput(DEAD, (path, ingested, dead))
