@@ -2,14 +2,25 @@
 
 The column list, the types and the nullability come from the pyarrow schemas; the domain
 rules of ``shared/spec/outputs.md`` are added per table. Everything is a built-in GX 1.x
-expectation validated on a pandas batch:
+expectation validated on a pandas batch: the frame :func:`validation_frame` makes, i.e. the
+table's columns followed by *helper columns* (names starting with ``_``). The suites are
+shaped around GX's pandas engine, which copies the whole frame for every metric of an
+expectation that has a ``row_condition`` or an ``ignore_row_if`` that drops rows, or whose
+column holds nulls, and which checks ranges by calling Python per value on ``Int64``:
 
-- implications (``hold_count == 0`` implies ``hold_ms == 0``, ``is_complete`` implies
-  ``ended_at`` not null, ...) are built-ins with a ``row_condition``;
+- built-in row-wise expectations (not null, ranges, sets, uniqueness, pair comparisons) are
+  used on columns that hold no nulls in a valid table; ``Int64`` columns without nulls are
+  handed to GX as numpy ``int64`` (same values, same ``int`` type);
+- a rule that has to skip nulls or select rows (``end_at >= start_at`` where both are
+  present, ``hold_count == 0`` implies ``hold_ms == 0``, ``>= 0`` on a nullable column, ...)
+  is a :class:`Rule`: its *rule column*, computed vectorized, is true where the rule holds
+  or does not apply, and ``ExpectColumnValuesToBeInSet([True])`` checks it. The expectation
+  carries the rule in words (its Data Docs text, ``meta.rule``) and the columns whose
+  values a failure shows per row (``meta.shows``);
 - rules comparing a column with arithmetic over other columns (sums, floored millisecond
-  differences, the last ``seq`` of a channel, the partition date) compare it with a
-  *helper column* (name starting with ``_``) that :func:`add_helper_columns` appends to the
-  frame before validation: GX's ``UnexpectedRowsExpectation`` runs SQL only, not on pandas.
+  differences, the last ``seq`` of a channel, the partition date) compare it with a *value
+  helper column*: GX's ``UnexpectedRowsExpectation`` runs SQL only, not on pandas;
+- uniqueness among selected rows keeps a ``row_condition``: it has no row-wise form.
 
 Frames must be typed as :func:`to_pandas` types them: the type expectations check pandas
 dtypes (``Int64``, ``Float64``, ``boolean``, ``string``, ``datetime64[us, UTC]``, Arrow
@@ -20,11 +31,15 @@ Great Expectations is imported lazily, offline (:func:`import_gx`), never at mod
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -104,18 +119,41 @@ def empty_frame(table: str) -> pd.DataFrame:
 
 # --- helper columns ------------------------------------------------------------------------
 
+_Compute = Callable[[pd.DataFrame], pd.Series]
+_Helper = tuple[str, str, _Compute]
+_US_PER_DAY = 86_400_000_000
 
-def _sum_of(*columns: str) -> Callable[[pd.DataFrame], pd.Series]:
+
+@dataclass(frozen=True)
+class Rule:
+    """A row-wise rule, checked as its rule column ``name`` being true on every row.
+
+    ``holds(frame)`` is true where the rule holds or does not apply, NA nowhere (an NA is
+    taken as a violation); it sees the value helper columns. ``shows``: the columns whose
+    values a failure lists for each example row.
+    """
+
+    name: str
+    text: str
+    shows: tuple[str, ...]
+    holds: _Compute
+
+
+def _sum_of(*columns: str) -> _Compute:
     def total(df: pd.DataFrame) -> pd.Series:
         return sum((df[c] for c in columns[1:]), df[columns[0]])
 
     return total
 
 
+def _micros(times: pd.Series) -> np.ndarray:
+    """Microseconds since the epoch (UTC) of a ``datetime64[*, tz]`` column; meaningless at NaT."""
+    return times.dt.as_unit("us").array.asi8
+
+
 def _floor_ms(times: pd.Series) -> pd.Series:
-    """Milliseconds since the epoch, floored (``us // 1000``); NA for NaT."""
-    us = pd.Series(times.dt.as_unit("us").array.asi8, index=times.index, dtype="Int64")
-    return us.mask(times.isna()) // 1000
+    """Milliseconds since the epoch, floored (``us // 1000``), as ``Int64``; NA for NaT."""
+    return pd.Series(pd.arrays.IntegerArray(_micros(times) // 1000, times.isna().to_numpy()), index=times.index)
 
 
 def _end_minus_start_ms(df: pd.DataFrame) -> pd.Series:
@@ -126,15 +164,112 @@ def _channel_max_seq(df: pd.DataFrame) -> pd.Series:
     return df.groupby("channel_id", sort=False)["seq"].transform("max")
 
 
-def _utc_date_of(column: str) -> Callable[[pd.DataFrame], pd.Series]:
+def _utc_date_of(column: str) -> _Compute:
     def utc_date(df: pd.DataFrame) -> pd.Series:
-        return df[column].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d").astype(pd.StringDtype("pyarrow"))
+        times = df[column]
+        missing = times.isna().to_numpy()
+        days, labels = pd.factorize(np.where(missing, 0, _micros(times) // _US_PER_DAY))
+        dates = pa.array(labels.astype("datetime64[D]").astype(str)).take(pa.array(days, mask=missing))
+        return pd.Series(pd.array(dates, dtype=pd.StringDtype("pyarrow")), index=df.index)
 
     return utc_date
 
 
-_Helper = tuple[str, str, Callable[[pd.DataFrame], pd.Series]]
+def _missing(df: pd.DataFrame, *columns: str) -> pd.Series:
+    """True where any of ``columns`` is null."""
+    return functools.reduce(operator.or_, (df[c].isna() for c in columns))
 
+
+def _is_true(values: pd.Series) -> pd.Series:
+    """True where ``values`` is true (NA: false), as in a GX ``row_condition``."""
+    return (values == True).fillna(False)  # noqa: E712 (element-wise, nullable)
+
+
+def _ordered(later: str, earlier: str) -> Rule:
+    """``later >= earlier`` where both are present."""
+    return Rule(
+        f"_{later}_not_before_{earlier}",
+        f"{later} >= {earlier} where both are present",
+        (later, earlier),
+        lambda df: _missing(df, later, earlier) | (df[later] >= df[earlier]),
+    )
+
+
+def _equals(column: str, helper: str) -> Rule:
+    """``column == helper`` where both are present (a NA helper: inputs reported elsewhere)."""
+    return Rule(
+        f"_{column}_is{helper}",
+        f"{column} == {helper} where both are present",
+        (column, helper),
+        lambda df: _missing(df, column, helper) | (df[column] == df[helper]),
+    )
+
+
+def _not_negative(column: str) -> Rule:
+    """``column >= 0`` where present (the range rule of a nullable integer column)."""
+    return Rule(
+        f"_{column}_not_negative",
+        f"{column} >= 0 where present",
+        (column,),
+        lambda df: df[column].isna() | (df[column] >= 0),
+    )
+
+
+def _null_iff_open(column: str, end: str) -> Rule:
+    """``column`` is null exactly when ``end`` is."""
+    return Rule(
+        f"_{column}_null_iff_no_{end}",
+        f"{column} is null exactly when {end} is null",
+        (column, end),
+        lambda df: df[column].isna() == df[end].isna(),
+    )
+
+
+def _is_open_iff_null(end: str) -> Rule:
+    """``is_open`` is true exactly when ``end`` is null (where ``is_open`` is present)."""
+    return Rule(
+        f"_is_open_iff_no_{end}",
+        f"is_open is true exactly when {end} is null (where is_open is present)",
+        ("is_open", end),
+        lambda df: df["is_open"].isna() | (df["is_open"] == df[end].isna()),
+    )
+
+
+def _zero_without(phase: str) -> Rule:
+    """``<phase>_ms == 0`` where ``<phase>_count == 0``."""
+    ms, count = f"{phase}_ms", f"{phase}_count"
+    return Rule(
+        f"_{ms}_zero_without_{phase}s",
+        f"{ms} == 0 where {count} == 0",
+        (ms, count),
+        lambda df: ~_is_true(df[count] == 0) | df[ms].isna() | (df[ms] == 0),
+    )
+
+
+def _if_complete(column: str, null: bool) -> Rule:
+    """``column`` is null (``null``) or not null where ``is_complete`` is true."""
+    state = "null" if null else "not null"
+    return Rule(
+        f"_{column}_{state.replace(' ', '_')}_if_complete",
+        f"{column} is {state} where is_complete",
+        (column, "is_complete"),
+        lambda df: ~_is_true(df["is_complete"]) | (df[column].isna() == null),
+    )
+
+
+def _in_states(column: str) -> Rule:
+    """``column`` is one of ``CHANNEL_STATES`` where present."""
+    return Rule(
+        f"_{column}_in_states",
+        f"{column} in {{{', '.join(CHANNEL_STATES)}}} where present",
+        (column,),
+        lambda df: df[column].isna() | df[column].isin(CHANNEL_STATES),
+    )
+
+
+_LIFECYCLE = ("alerted_at", "connected_at", "disconnected_at", "wrap_started_at", "ended_at")
+_PHASES = ("hold", "park", "interruption")
+_DURATION_MATCHES = _equals("duration_ms", "_end_minus_start_ms")
 _END_MINUS_START: _Helper = (
     "_end_minus_start_ms",
     "end_at // 1 ms - start_at // 1 ms (floored per endpoint), NA while open",
@@ -171,6 +306,43 @@ _HELPERS: dict[str, tuple[_Helper, ...]] = {
     "dead_letter": (),
 }
 
+#: Domain rules per table that are rule columns (see the module docstring).
+_TABLE_RULES: dict[str, tuple[Rule, ...]] = {
+    "channel_sessions": (
+        *(_ordered(later, earlier) for i, earlier in enumerate(_LIFECYCLE) for later in _LIFECYCLE[i + 1 :]),
+        *(_zero_without(phase) for phase in _PHASES),
+        _if_complete("ended_at", null=False),
+        _if_complete("open_state", null=True),
+        _in_states("open_state"),
+        _in_states("disconnect_state"),
+    ),
+    "channel_segments": (
+        _ordered("end_at", "start_at"),
+        _DURATION_MATCHES,
+        Rule(
+            "_open_segment_is_last",
+            "seq == _channel_max_seq where end_at is null (an open segment is its channel's last)",
+            ("seq", "_channel_max_seq"),
+            lambda df: (
+                df["end_at"].notna() | _missing(df, "seq", "_channel_max_seq") | (df["seq"] == df["_channel_max_seq"])
+            ),
+        ),
+        _null_iff_open("ended_by", "end_at"),
+        _null_iff_open("duration_ms", "end_at"),
+    ),
+    "agent_presence": (
+        _ordered("end_at", "start_at"),
+        _DURATION_MATCHES,
+        _null_iff_open("duration_ms", "end_at"),
+        _is_open_iff_null("end_at"),
+    ),
+    "agent_sessions": (
+        _ordered("logout_at", "login_at"),
+        _is_open_iff_null("logout_at"),
+    ),
+    "dead_letter": (),
+}
+
 
 def _helpers(table: str, partitioned: bool) -> tuple[_Helper, ...]:
     helpers = _HELPERS[table]
@@ -180,98 +352,83 @@ def _helpers(table: str, partitioned: bool) -> tuple[_Helper, ...]:
     return helpers
 
 
+def rules(table: str) -> tuple[Rule, ...]:
+    """``table``'s rule columns: ``>= 0`` of its nullable integer columns, then its domain rules."""
+    ranges = tuple(_not_negative(f.name) for f in TABLES[table] if f.nullable and f.type == pa.int64())
+    return ranges + _TABLE_RULES[table]
+
+
 def helper_columns(table: str, partitioned: bool = True) -> dict[str, str]:
-    """Helper column name -> what it holds, in the order :func:`add_helper_columns` appends them."""
-    return {name: doc for name, doc, _ in _helpers(table, partitioned)}
+    """Helper column name -> what it holds, in the order :func:`validation_frame` appends them:
+    value helpers, then rule columns."""
+    values = {name: doc for name, doc, _ in _helpers(table, partitioned)}
+    return values | {r.name: f"true where the rule holds or does not apply: {r.text}" for r in rules(table)}
 
 
-def add_helper_columns(table: str, df: pd.DataFrame, partitioned: bool = True) -> pd.DataFrame:
-    """A copy of ``df`` with ``table``'s helper columns appended.
+def _computed(compute: _Compute, frame: pd.DataFrame) -> Any:
+    try:
+        return compute(frame)
+    except _HELPER_ERRORS:
+        return pd.Series(pd.NA, index=frame.index, dtype="object")
 
-    A helper whose inputs are missing or mistyped is all-NA: the rules using it then pass
-    and the column/type expectations of its inputs report the cause.
+
+def _flags(holds: pd.Series) -> np.ndarray:
+    """A rule's ``holds`` as numpy booleans; NA (undecided) counts as a violation."""
+    return holds.fillna(False).to_numpy(dtype=bool)
+
+
+def validation_frame(table: str, df: pd.DataFrame, partitioned: bool = True) -> pd.DataFrame:
+    """``df`` as ``table``'s suite validates it; shares ``df``'s data and leaves ``df`` as it is.
+
+    ``Int64`` columns without nulls become numpy ``int64``; the helper columns of
+    :func:`helper_columns` are appended. A helper whose inputs are missing or mistyped is
+    all-NA: the rules using it then pass and the column/type expectations of its inputs
+    report the cause.
     """
-    out = df.copy()
+    out = df.copy(deep=False)
+    for name, column in df.items():
+        if isinstance(column.dtype, pd.Int64Dtype) and not column.hasnans:
+            out[name] = column.to_numpy(dtype=np.int64)
     for name, _, compute in _helpers(table, partitioned):
-        try:
-            out[name] = compute(df)
-        except _HELPER_ERRORS:
-            out[name] = pd.Series(pd.NA, index=df.index, dtype="object")
+        out[name] = _computed(compute, out)
+    for rule in rules(table):
+        out[rule.name] = _computed(lambda frame, holds=rule.holds: _flags(holds(frame)), out)
     return out
 
 
 # --- suites --------------------------------------------------------------------------------
 
 
-def _at_least(E: Any, later: str, earlier: str, **kw: Any) -> Any:
-    """``later >= earlier`` where both are present."""
+def _at_least(E: Any, later: str, earlier: str) -> Any:
+    """``later >= earlier`` where both are present (for columns without nulls)."""
     return E.ExpectColumnPairValuesAToBeGreaterThanB(
-        column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing", **kw
+        column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"
     )
 
 
-def _equal(E: Any, column: str, helper: str, **kw: Any) -> Any:
-    """``column == helper`` where both are present (a NA helper: inputs reported elsewhere)."""
-    return E.ExpectColumnPairValuesToBeEqual(
-        column_A=column, column_B=helper, ignore_row_if="either_value_is_missing", **kw
-    )
+def _equal(E: Any, column: str, helper: str) -> Any:
+    """``column == helper`` where both are present (for columns without nulls)."""
+    return E.ExpectColumnPairValuesToBeEqual(column_A=column, column_B=helper, ignore_row_if="either_value_is_missing")
 
 
-def _null_iff_open(E: Any, column: str, end: Any) -> list:
-    """``column`` is null exactly when the ``end`` column (a GX ``Column``) is."""
+def _channel_sessions_builtins(E: Any, Column: Any) -> list:
     return [
-        E.ExpectColumnValuesToBeNull(column=column, row_condition=end.is_null()),
-        E.ExpectColumnValuesToNotBeNull(column=column, row_condition=end.is_not_null()),
-    ]
-
-
-def _is_open_iff_null(E: Any, end: Any) -> list:
-    """``is_open`` is true exactly when the ``end`` column (a GX ``Column``) is null."""
-    return [
-        E.ExpectColumnValuesToBeInSet(column="is_open", value_set=[True], row_condition=end.is_null()),
-        E.ExpectColumnValuesToBeInSet(column="is_open", value_set=[False], row_condition=end.is_not_null()),
-    ]
-
-
-def _channel_sessions_rules(E: Any, Column: Any) -> list:
-    lifecycle = ("alerted_at", "connected_at", "disconnected_at", "wrap_started_at", "ended_at")
-    rules = [E.ExpectColumnValuesToBeUnique(column="channel_id")]
-    rules += [_at_least(E, later, earlier) for i, earlier in enumerate(lifecycle) for later in lifecycle[i + 1 :]]
-    rules += [
+        E.ExpectColumnValuesToBeUnique(column="channel_id"),
         _at_least(E, "last_event_at", "first_event_at"),
         _equal(E, "connected_ms", "_talk_hold_park_interruption_ms"),
         _equal(E, "handle_ms", "_talk_hold_wrap_ms"),
-    ]
-    for phase in ("hold", "park", "interruption"):
-        rules += [
-            _at_least(E, f"{phase}_ms", f"longest_{phase}_ms"),
-            E.ExpectColumnValuesToBeInSet(
-                column=f"{phase}_ms", value_set=[0], row_condition=Column(f"{phase}_count") == 0
-            ),
-        ]
-    complete = Column("is_complete") == True  # noqa: E712 (builds a GX Condition)
-    return [
-        *rules,
-        E.ExpectColumnValuesToNotBeNull(column="ended_at", row_condition=complete),
-        E.ExpectColumnValuesToBeNull(column="open_state", row_condition=complete),
-        E.ExpectColumnValuesToBeInSet(column="open_state", value_set=list(CHANNEL_STATES)),
-        E.ExpectColumnValuesToBeInSet(column="disconnect_state", value_set=list(CHANNEL_STATES)),
+        *(_at_least(E, f"{phase}_ms", f"longest_{phase}_ms") for phase in _PHASES),
     ]
 
 
-def _channel_segments_rules(E: Any, Column: Any) -> list:
+def _channel_segments_builtins(E: Any, Column: Any) -> list:
     return [
         E.ExpectCompoundColumnsToBeUnique(column_list=["channel_id", "seq"]),
         E.ExpectColumnValuesToBeInSet(column="state", value_set=list(CHANNEL_STATES)),
-        _at_least(E, "end_at", "start_at"),
-        _equal(E, "duration_ms", "_end_minus_start_ms"),
-        _equal(E, "seq", "_channel_max_seq", row_condition=Column("end_at").is_null()),
-        *_null_iff_open(E, "ended_by", Column("end_at")),
-        *_null_iff_open(E, "duration_ms", Column("end_at")),
     ]
 
 
-def _agent_presence_rules(E: Any, Column: Any) -> list:
+def _agent_presence_builtins(E: Any, Column: Any) -> list:
     return [
         # Changes at the same instant leave 0 ms intervals (transforms/presence.py): only the
         # intervals that last, or are open, start at distinct times.
@@ -280,37 +437,40 @@ def _agent_presence_rules(E: Any, Column: Any) -> list:
             row_condition=Column("end_at").is_null() | (Column("duration_ms") > 0),
         ),
         E.ExpectColumnValuesToBeUnique(column="agent_id", row_condition=Column("end_at").is_null()),
-        _at_least(E, "end_at", "start_at"),
-        _equal(E, "duration_ms", "_end_minus_start_ms"),
-        *_null_iff_open(E, "duration_ms", Column("end_at")),
-        *_is_open_iff_null(E, Column("end_at")),
     ]
 
 
-def _agent_sessions_rules(E: Any, Column: Any) -> list:
+def _agent_sessions_builtins(E: Any, Column: Any) -> list:
     return [
         E.ExpectColumnValuesToBeUnique(column="session_id"),
-        _at_least(E, "logout_at", "login_at"),
         E.ExpectColumnValuesToBeBetween(column="occupancy", min_value=0, max_value=1),
         _equal(E, "duration_ms", "_presence_sum_ms"),
         _at_least(E, "duration_ms", "busy_ms"),
         _equal(E, "handle_ms", "_talk_hold_wrap_ms"),
-        *_is_open_iff_null(E, Column("logout_at")),
     ]
 
 
-def _dead_letter_rules(E: Any, Column: Any) -> list:
+def _dead_letter_builtins(E: Any, Column: Any) -> list:
     return [E.ExpectColumnValuesToBeInSet(column="error_code", value_set=list(ERROR_CODES))]
 
 
-#: Domain rules per table, beyond the columns, types, nulls and ``>= 0`` taken from the schema.
-_RULES: dict[str, Callable[[Any, Any], list]] = {
-    "channel_sessions": _channel_sessions_rules,
-    "channel_segments": _channel_segments_rules,
-    "agent_presence": _agent_presence_rules,
-    "agent_sessions": _agent_sessions_rules,
-    "dead_letter": _dead_letter_rules,
+#: Domain rules per table that are built-in expectations on the table's columns.
+_BUILTINS: dict[str, Callable[[Any, Any], list]] = {
+    "channel_sessions": _channel_sessions_builtins,
+    "channel_segments": _channel_segments_builtins,
+    "agent_presence": _agent_presence_builtins,
+    "agent_sessions": _agent_sessions_builtins,
+    "dead_letter": _dead_letter_builtins,
 }
+
+
+def _rule_expectation(E: Any, rule: Rule) -> Any:
+    return E.ExpectColumnValuesToBeInSet(
+        column=rule.name,
+        value_set=[True],
+        description=f"Rule: {rule.text} (rule column {rule.name} is true on every row).",
+        meta={"rule": rule.text, "shows": list(rule.shows)},
+    )
 
 
 def build_suite(table: str, partitioned: bool = True) -> ExpectationSuite:
@@ -318,7 +478,7 @@ def build_suite(table: str, partitioned: bool = True) -> ExpectationSuite:
 
     ``partitioned``: the frame has the ``event_date`` partition column (a whole table read
     from its folder), which must be the UTC date of the table's partition source column.
-    The frame is validated after :func:`add_helper_columns` with the same ``partitioned``.
+    The frame is validated as :func:`validation_frame` makes it, with the same ``partitioned``.
     """
     gx = import_gx()
     E = gx.expectations
@@ -334,17 +494,14 @@ def build_suite(table: str, partitioned: bool = True) -> ExpectationSuite:
         expectations.append(E.ExpectColumnValuesToBeOfType(column=field.name, type_=_GX_TYPE_NAMES[field.type]))
         if not field.nullable:
             expectations.append(E.ExpectColumnValuesToNotBeNull(column=field.name))
-        if field.type == pa.int64():
-            expectations.append(E.ExpectColumnValuesToBeBetween(column=field.name, min_value=0))
+            if field.type == pa.int64():
+                expectations.append(E.ExpectColumnValuesToBeBetween(column=field.name, min_value=0))
     from great_expectations.expectations.row_conditions import Column
 
-    expectations += _RULES[table](E, Column)
+    expectations += _BUILTINS[table](E, Column)
+    expectations += [_rule_expectation(E, rule) for rule in rules(table)]
     if partitioned:
-        expectations.append(
-            E.ExpectColumnPairValuesToBeEqual(
-                column_A=PARTITION_COLUMN, column_B="_partition_date", ignore_row_if="either_value_is_missing"
-            )
-        )
+        expectations.append(_equal(E, PARTITION_COLUMN, "_partition_date"))
     return gx.ExpectationSuite(
         name=table,
         expectations=expectations,

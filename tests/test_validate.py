@@ -290,13 +290,58 @@ def test_duplicate_channel_id_across_partitions_fails(tmp_path):
     assert len(verdict.failures) == 1, format_verdict(verdict)
 
 
-def test_timestamps_out_of_order_fail(tmp_path):
+def test_timestamps_out_of_order_fail_naming_the_rule(tmp_path):
     sessions = [_session("c1", DAY1, connected_at=DAY1 - S), _open_session("c2", DAY2)]
     verdict = validate_output(str(_output(tmp_path, channel_sessions=sessions)), ["channel_sessions"], data_docs=False)
     failure = _failure(
-        verdict, "channel_sessions", "expect_column_pair_values_a_to_be_greater_than_b", ("connected_at", "alerted_at")
+        verdict, "channel_sessions", "expect_column_values_to_be_in_set", ("_connected_at_not_before_alerted_at",)
     )
-    assert failure.unexpected_count == 1
+    assert failure.rule == "connected_at >= alerted_at where both are present"
+    assert (failure.unexpected_count, failure.element_count) == (1, 2)
+    assert failure.examples == [
+        {"connected_at": "2023-12-31T23:59:59+00:00", "alerted_at": "2024-01-01T00:00:00+00:00"}
+    ]
+    assert failure.example_rows == [{"channel_id": "c1", PARTITION_COLUMN: "2024-01-01"}]
+    assert failure.describe() == (
+        "channel_sessions: expect_column_values_to_be_in_set(_connected_at_not_before_alerted_at) "
+        "[rule: connected_at >= alerted_at where both are present] failed: 1 of 2 rows, e.g. "
+        '[{"connected_at": "2023-12-31T23:59:59+00:00", "alerted_at": "2024-01-01T00:00:00+00:00"}] '
+        "at channel_id=c1, event_date=2024-01-01"
+    )
+    assert len(verdict.failures) == 1, format_verdict(verdict)
+    summary = json.loads((tmp_path / "_validation" / "summary.json").read_text())
+    assert summary["tables"]["channel_sessions"]["failures"][0]["rule"] == failure.rule
+
+
+def test_rule_failures_show_the_rule_columns_and_row_keys(tmp_path):
+    sessions = [_session("c1", DAY1), {**_open_session("c2", DAY2), "hold_ms": 5, "talk_ms": -5}]
+    presence = _valid_tables()["agent_presence"]
+    presence[0] = {**presence[0], "is_open": True}
+    segments = _valid_tables()["channel_segments"]
+    segments[-1] = {**segments[-1], "ended_by": "held"}  # the open segment of c2
+    root = _output(tmp_path, channel_sessions=sessions, agent_presence=presence, channel_segments=segments)
+    verdict = validate_output(str(root), ["channel_sessions", "agent_presence", "channel_segments"], data_docs=False)
+
+    hold = _failure(verdict, "channel_sessions", "expect_column_values_to_be_in_set", ("_hold_ms_zero_without_holds",))
+    assert hold.rule == "hold_ms == 0 where hold_count == 0"
+    assert (hold.examples, hold.example_rows) == (
+        [{"hold_ms": 5, "hold_count": 0}],
+        [{"channel_id": "c2", PARTITION_COLUMN: "2024-01-02"}],
+    )
+    talk = _failure(verdict, "channel_sessions", "expect_column_values_to_be_between", ("talk_ms",))
+    assert talk.examples == [-5]  # a column without nulls, checked by the built-in range expectation
+    is_open = _failure(verdict, "agent_presence", "expect_column_values_to_be_in_set", ("_is_open_iff_no_end_at",))
+    assert is_open.examples == [{"is_open": True, "end_at": "2024-01-01T00:01:00.000500+00:00"}]
+    assert is_open.example_rows == [
+        {"agent_id": "a1", "start_at": "2024-01-01T00:00:00+00:00", PARTITION_COLUMN: "2024-01-01"}
+    ]
+    ended_by = _failure(
+        verdict, "channel_segments", "expect_column_values_to_be_in_set", ("_ended_by_null_iff_no_end_at",)
+    )
+    assert ended_by.examples == [{"ended_by": "held", "end_at": "NaT"}]
+    assert ended_by.example_rows == [{"channel_id": "c2", "seq": 1, PARTITION_COLUMN: "2024-01-02"}]
+    assert "[rule: ended_by is null exactly when end_at is null] failed: 1 of 7 rows" in ended_by.describe()
+    assert len(verdict.failures) == 4, format_verdict(verdict)
 
 
 def test_connected_parts_not_summing_fails(tmp_path):
@@ -343,8 +388,10 @@ def test_validate_table_in_memory_checks_segment_rules():
     rows[1] = {**rows[1], "end_at": None, "duration_ms": None, "ended_by": None}  # open, but not the last segment
     verdict = validate_table("channel_segments", pa.Table.from_pylist(rows, schema=TABLES["channel_segments"]))
     assert not verdict.success
-    failure = next(f for f in verdict.failures if f.columns == ("seq", "_channel_max_seq"))
-    assert failure.condition == "end_at IS NULL" and failure.examples == [[1, 4]]
+    failure = next(f for f in verdict.failures if f.columns == ("_open_segment_is_last",))
+    assert failure.rule == "seq == _channel_max_seq where end_at is null (an open segment is its channel's last)"
+    assert failure.examples == [{"seq": 1, "_channel_max_seq": 4}]
+    assert failure.example_rows == [{"channel_id": "c1", "seq": 1}]
     valid = pa.Table.from_pylist(_valid_tables()["channel_segments"], schema=TABLES["channel_segments"])
     assert validate_table("channel_segments", valid).success
 
