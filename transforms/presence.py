@@ -70,8 +70,10 @@ events and no usable segments gets two empty lists.
 from __future__ import annotations
 
 import bisect
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from transforms.events import PRESENCE_TYPE, Event
@@ -96,6 +98,7 @@ WORK_COLUMNS = {
 _KNOWN_TYPES = {"ready": READY, "away": AWAY, "extendedaway": EXTENDED_AWAY, "loggedout": LOGGED_OUT}
 _PRESENCE_COLUMNS = {READY: "ready_ms", AWAY: "away_ms", EXTENDED_AWAY: "extended_away_ms"}
 _INF = float("inf")
+_FOLD = str.maketrans("", "", " _-\t")  # deletes what normalize_presence_type ignores
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -106,15 +109,13 @@ class AgentResult(NamedTuple):
     sessions: list[dict]
 
 
-class _Piece(NamedTuple):
-    """A segment clipped to one session or gap. ``closed`` False: an open segment's start."""
-
-    start: int
-    end: int
-    state: str
-    channel_id: str | None
-    closed: bool
-    first_connect: bool
+#: A segment clipped to one session or gap: ``(start, end, state, channel_id, closed)``.
+#: ``closed`` False: an open segment's start (``end == start``). Plain tuples, not a
+#: NamedTuple: an agent has hundreds of them.
+_Piece = tuple[int, int, str | None, str | None, bool]
+_START = itemgetter(0)
+_BOUNDS = itemgetter(0, 1)
+_PRESENCE_ORDER = attrgetter("ts", "id", "source")
 
 
 def normalize_presence_type(raw: str | None) -> str:
@@ -127,7 +128,7 @@ def normalize_presence_type(raw: str | None) -> str:
     if raw is None:
         return "unknown"
     text = str(raw)
-    folded = "".join(ch for ch in text if ch not in " _-\t").lower()
+    folded = text.translate(_FOLD).lower()
     return _KNOWN_TYPES.get(folded, text)
 
 
@@ -180,19 +181,24 @@ def _agent_segments(agent_id: str, channel_segments: Iterable[dict]) -> list[dic
         if not isinstance(seg, dict) or seg.get("party_role") != "agent" or seg.get("agent_id") != agent_id:
             continue
         start, end = seg.get("start_at"), seg.get("end_at")
-        if not isinstance(start, int) or isinstance(start, bool):
+        if type(start) is not int and not _is_time(start):
             continue
-        if end is not None and (not isinstance(end, int) or isinstance(end, bool)):
+        if end is not None and type(end) is not int and not _is_time(end):
             continue
         channel_id, seq = seg.get("channel_id"), seg.get("seq")
         if channel_id is None or seq is None:
             loose.append(seg)
             continue
         key = (channel_id, seq)
-        cur = keyed.get(key)
-        if cur is None or _copy_rank(seg) > _copy_rank(cur):
+        cur = keyed.setdefault(key, seg)
+        if cur is not seg and _copy_rank(seg) > _copy_rank(cur):
             keyed[key] = seg
     return list(keyed.values()) + loose
+
+
+def _is_time(value: object) -> bool:
+    """An int that is not a bool (``type(value) is int`` is the quick test for the usual case)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _copy_rank(seg: dict) -> tuple:
@@ -200,35 +206,26 @@ def _copy_rank(seg: dict) -> tuple:
     return (end is not None, end if end is not None else -1, -seg["start_at"], str(seg.get("state")))
 
 
-def _first_connects(segments: list[dict]) -> dict:
-    """Channel id -> start of its first closed connected segment."""
-    first: dict = {}
-    for seg in segments:
-        if seg.get("state") == "connected" and seg.get("end_at") is not None:
-            ch, start = seg.get("channel_id"), seg["start_at"]
-            if ch not in first or start < first[ch]:
-                first[ch] = start
-    return first
-
-
-def _work(pieces: list[_Piece]) -> dict:
-    """Channel-work columns of one session from its clipped pieces."""
+def _work(pieces: list[_Piece], first_connect: dict) -> dict:
+    """Channel-work columns of one session from its clipped pieces; ``first_connect``: channel
+    id -> start of its first closed connected segment (the piece starting there counts it)."""
     out = dict.fromkeys(WORK_COLUMNS.values(), 0)
-    busy: list[tuple[int, int]] = []
+    busy: list[_Piece] = []
     handled = set()
-    for p in pieces:
-        if not p.closed:
+    for piece in pieces:
+        start, end, state, channel_id, closed = piece
+        if not closed:
             continue
-        col = WORK_COLUMNS.get(p.state)
+        col = WORK_COLUMNS.get(state)
         if col is not None:
-            out[col] += ms_between(p.start, p.end)
-            busy.append((p.start, p.end))
-        if p.first_connect:
-            handled.add(p.channel_id)
-    busy.sort()
+            out[col] += end // 1000 - start // 1000  # ms_between(start, end)
+            busy.append(piece)
+        if state == "connected" and first_connect.get(channel_id) == start:
+            handled.add(channel_id)
+    busy.sort(key=_START)  # pieces starting together merge into one block whatever their order
     busy_ms = 0
     cur_s = cur_e = None
-    for s, e in busy:
+    for s, e, _, _, _ in busy:
         if cur_e is None or s > cur_e:
             if cur_e is not None:
                 busy_ms += ms_between(cur_s, cur_e)
@@ -303,7 +300,7 @@ def sessionize_agent(
         ev for ev in presence_events if ev.type == PRESENCE_TYPE and (ev.key == agent_id or ev.agent_id == agent_id)
     ]
     distinct, _ = dedup(events)
-    distinct.sort(key=lambda ev: (ev.ts, ev.id, ev.source))
+    distinct.sort(key=_PRESENCE_ORDER)
     presence = _presence_rows(agent_id, distinct)
     segments = _agent_segments(agent_id, channel_segments)
     if not presence and not segments:
@@ -320,13 +317,6 @@ def sessionize_agent(
             and cs.get("user_id") is not None
         ]
         agent_user = min(fallback)[1] if fallback else None
-
-    # The agent's last known time: closes an open login session.
-    last_known = max((ev.ts for ev in distinct), default=None)
-    for seg in segments:
-        t = seg["start_at"] if seg["end_at"] is None else max(seg["start_at"], seg["end_at"])
-        if last_known is None or t > last_known:
-            last_known = t
 
     # Login sessions from presence intervals: (login, logout or None, first row, end row).
     logins: list[tuple[int, int | None, int, int]] = []
@@ -345,36 +335,49 @@ def sessionize_agent(
     ends = [e if e is not None else _INF for _, e, _, _ in logins]
     n = len(logins)
 
-    # Clip every segment to the sessions it overlaps; uncovered pieces go to their gap
-    # (gap i lies before session i). Sorted session bounds + bisect: O(log n) per segment.
+    # One pass over the segments: the agent's last known time (closes an open login
+    # session), the closed connected segments, and every segment clipped to the sessions
+    # it overlaps, the uncovered pieces going to their gap (gap i lies before session i).
+    # Sorted session bounds + bisect: O(log n) per segment.
+    last_known = max((ev.ts for ev in distinct), default=None)
+    connects: list[tuple] = []
     in_session: list[list[_Piece]] = [[] for _ in range(n)]
-    in_gap: dict[int, list[_Piece]] = {}
-    first_connect = _first_connects(segments)
+    in_gap: dict[int, list[_Piece]] = defaultdict(list)
     for seg in segments:
         a, b, state, ch = seg["start_at"], seg["end_at"], seg.get("state"), seg.get("channel_id")
+        t = b if b is not None and b > a else a  # max(a, b)
+        if last_known is None or t > last_known:
+            last_known = t
         closed = b is not None
-        fc = closed and state == "connected" and first_connect.get(ch) == a
+        if closed and state == "connected":
+            connects.append((ch, a))
+        i = bisect.bisect_right(ends, a)
         if not closed or b <= a:  # a point: open segment start or zero-length (or inverted) segment
-            i = bisect.bisect_right(ends, a)
-            piece = _Piece(a, a, state, ch, closed, fc)
+            piece = (a, a, state, ch, closed)
             if i < n and starts[i] <= a:
                 in_session[i].append(piece)
             else:
-                in_gap.setdefault(i, []).append(piece)
+                in_gap[i].append(piece)
             continue
-        i = bisect.bisect_right(ends, a)
+        if i < n and starts[i] <= a and b <= ends[i]:  # within one session: the usual case
+            in_session[i].append((a, b, state, ch, True))
+            continue
         pos = a
         while pos < b:
             if i < n and starts[i] <= pos:
-                stop = min(b, ends[i])
+                stop = ends[i] if ends[i] < b else b  # min(b, ends[i])
                 if stop > pos:
-                    in_session[i].append(_Piece(pos, stop, state, ch, True, fc and pos == a))
+                    in_session[i].append((pos, stop, state, ch, True))
                     pos = stop
                 i += 1
             else:
-                stop = min(b, starts[i]) if i < n else b
-                in_gap.setdefault(i, []).append(_Piece(pos, stop, state, ch, True, fc and pos == a))
+                stop = (starts[i] if starts[i] < b else b) if i < n else b  # min(b, starts[i])
+                in_gap[i].append((pos, stop, state, ch, True))
                 pos = stop
+    first_connect: dict = {}  # channel id -> start of its first closed connected segment
+    for ch, a in connects:
+        if ch not in first_connect or a < first_connect[ch]:
+            first_connect[ch] = a
 
     rows: list[tuple[tuple, dict]] = []
     used_ids: dict[str, int] = {}
@@ -403,25 +406,26 @@ def sessionize_agent(
             logout,
             ms_between(login, end),
             presence_ms,
-            _work(in_session[idx]),
+            _work(in_session[idx], first_connect),
             is_open,
             False,
         )
         rows.append(((login, False), row))
 
     for gap in sorted(in_gap):
-        pieces = sorted(in_gap[gap], key=lambda p: (p.start, p.end))
+        pieces = sorted(in_gap[gap], key=_BOUNDS)
         stretches: list[list[_Piece]] = []
         stretch_end = None
         for p in pieces:
-            if stretch_end is None or (idle_split_ms is not None and ms_between(stretch_end, p.start) > idle_split_ms):
+            start, end = p[0], p[1]
+            if stretch_end is None or (idle_split_ms is not None and ms_between(stretch_end, start) > idle_split_ms):
                 stretches.append([])
-                stretch_end = p.end
+                stretch_end = end
             stretches[-1].append(p)
-            stretch_end = max(stretch_end, p.end)
+            stretch_end = max(stretch_end, end)
         for group in stretches:
-            s = group[0].start
-            e = max(p.end for p in group)
+            s = group[0][0]
+            e = max(p[1] for p in group)
             duration = ms_between(s, e)
             row = _session_row(
                 agent_id,
@@ -431,7 +435,7 @@ def sessionize_agent(
                 e,
                 duration,
                 {"other_presence_ms": duration},
-                _work(group),
+                _work(group, first_connect),
                 False,
                 True,
             )

@@ -18,11 +18,15 @@ segment durations always add up exactly to the session totals.
 
 Rows are plain dicts keyed by the column names of :mod:`schemas.outputs`; timestamps are
 integers (microseconds since epoch, UTC).
+
+This runs once per channel of every job, so :func:`_walk` keeps everything in local
+variables and makes each row exactly once; keep new rules in its one ``if`` chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import NamedTuple
 
 from transforms.events import CHANNEL_RANK, Event
@@ -30,6 +34,54 @@ from transforms.events import CHANNEL_RANK, Event
 _SUSPEND = {"held": "held", "parked": "parked", "interrupted": "interrupted"}
 _RESUME = {"retrieved": "held", "unparked": "parked", "resumed": "interrupted"}
 _CONNECTED_FAMILY = frozenset({"connected", "held", "parked", "interrupted"})
+#: Channel columns taken from the first event that carries them.
+_FIELDS = ("interaction_id", "conversation_id", "party_role", "agent_id", "user_id")
+_ALL_FIELDS = attrgetter(*_FIELDS)
+_FIELD_GETTERS = tuple(map(attrgetter, _FIELDS))
+_ID = attrgetter("id")
+_rank = CHANNEL_RANK.get
+#: ``channel_sessions`` columns in row order (see :func:`_walk`).
+_SESSION_ROW = dict.fromkeys(
+    (
+        "channel_id",
+        "interaction_id",
+        "conversation_id",
+        "party_role",
+        "agent_id",
+        "user_id",
+        "alerted_at",
+        "connected_at",
+        "disconnected_at",
+        "wrap_started_at",
+        "ended_at",
+        "first_event_at",
+        "last_event_at",
+        "connection_failed",
+        "end_reason",
+        "alert_ms",
+        "connected_ms",
+        "talk_ms",
+        "hold_ms",
+        "park_ms",
+        "interruption_ms",
+        "wrap_ms",
+        "handle_ms",
+        "hold_count",
+        "park_count",
+        "interruption_count",
+        "longest_hold_ms",
+        "longest_park_ms",
+        "longest_interruption_ms",
+        "held_at_disconnect",
+        "disconnect_state",
+        "is_complete",
+        "open_state",
+        "event_count",
+        "duplicate_count",
+        "anomaly_count",
+        "anomalies",
+    )
+)
 
 
 class ChannelResult(NamedTuple):
@@ -43,7 +95,7 @@ def ms_between(start_us: int, end_us: int) -> int:
 
 
 def _sort_key(ev: Event) -> tuple:
-    return (ev.ts, CHANNEL_RANK.get(ev.type, 99), ev.id, ev.source)
+    return ev.ts, _rank(ev.type, 99), ev.id, ev.source
 
 
 def _content_key(ev: Event) -> tuple:
@@ -51,19 +103,22 @@ def _content_key(ev: Event) -> tuple:
 
 
 def dedup(events: Iterable[Event]) -> tuple[list[Event], int]:
-    """Drop repeated ``(source, id)``; returns the distinct events and how many were dropped.
+    """Drop repeated ``(source, id)``; returns the distinct events (in the order their ids
+    first arrive) and how many were dropped.
 
-    When copies differ, the same one is kept whatever the arrival order.
+    When copies differ, the same one is kept whatever the arrival order: the least by
+    content (fields compared as text, None as ""), the first of equal ones.
     """
+    evs = list(events)
+    if len(set(map(_ID, evs))) == len(evs):  # distinct ids: nothing to drop (the usual case)
+        return evs, 0
     kept: dict[tuple[str, str], Event] = {}
-    total = 0
-    for ev in events:
-        total += 1
+    for ev in evs:
         k = (ev.source, ev.id)
-        cur = kept.get(k)
-        if cur is None or (cur != ev and _content_key(ev) < _content_key(cur)):
+        cur = kept.setdefault(k, ev)
+        if cur is not ev and cur != ev and _content_key(ev) < _content_key(cur):
             kept[k] = ev
-    return list(kept.values()), total - len(kept)
+    return list(kept.values()), len(evs) - len(kept)
 
 
 def order_channel_events(events: Iterable[Event]) -> list[Event]:
@@ -71,114 +126,17 @@ def order_channel_events(events: Iterable[Event]) -> list[Event]:
     return sorted(events, key=_sort_key)
 
 
-class _Timeline:
-    def __init__(self, first: Event) -> None:
-        self.channel_id = first.key
-        self.segments: list[dict] = []
-        self.state: str | None = None
-        self.start = 0
-        self.started_by = ""
-        self.anomalies: list[str] = []
-        self.at: dict[str, int | None] = dict.fromkeys(("alerted", "connected", "disconnected", "wrapstarted", "ended"))
-        self.failed = False
-        self.fail_reason: str | None = None
-        self.end_reason: str | None = None
-        self.disconnect_state: str | None = None
-
-    def open(self, state: str, ts: int, by: str) -> None:
-        self.state, self.start, self.started_by = state, ts, by
-
-    def close(self, ts: int, by: str) -> None:
-        if self.state is None:
-            return
-        self.segments.append(
-            {
-                "seq": len(self.segments),
-                "state": self.state,
-                "start_at": self.start,
-                "end_at": ts,
-                "duration_ms": ms_between(self.start, ts),
-                "started_by": self.started_by,
-                "ended_by": by,
-            }
-        )
-        self.state = None
-
-    def anomaly(self, name: str) -> None:
-        self.anomalies.append(name)
-
-    def apply(self, ev: Event) -> None:
-        t = ev.type.removeprefix("channel.")
-        ts, at, state = ev.ts, self.at, self.state
-        if at["ended"] is not None:
-            self.anomaly(f"{t}_after_ended")
-        elif t == "alerted":
-            if at["alerted"] is None and at["connected"] is None and state is None and not self.failed:
-                at["alerted"] = ts
-                self.open("alerting", ts, t)
-            else:
-                self.anomaly("alerted_out_of_place")
-        elif t == "connected":
-            if (
-                at["connected"] is None
-                and at["disconnected"] is None
-                and not self.failed
-                and state in (None, "alerting")
-            ):
-                self.close(ts, t)
-                at["connected"] = ts
-                self.open("connected", ts, t)
-            else:
-                self.anomaly("connected_out_of_place")
-        elif t in _SUSPEND:
-            if state == "connected":
-                self.close(ts, t)
-                self.open(_SUSPEND[t], ts, t)
-            else:
-                self.anomaly(f"{t}_while_{state or 'not_connected'}")
-        elif t in _RESUME:
-            if state == _RESUME[t]:
-                self.close(ts, t)
-                self.open("connected", ts, t)
-            else:
-                self.anomaly(f"{t}_without_{_RESUME[t]}")
-        elif t == "connectionfailed":
-            if at["connected"] is None and not self.failed and state in (None, "alerting"):
-                self.close(ts, t)
-                self.failed = True
-                self.fail_reason = ev.reason
-            else:
-                self.anomaly("connectionfailed_out_of_place")
-        elif t == "disconnected":
-            if at["disconnected"] is None and (state in _CONNECTED_FAMILY or state == "alerting"):
-                self.disconnect_state = state
-                self.close(ts, t)
-                at["disconnected"] = ts
-            else:
-                self.anomaly("disconnected_out_of_place")
-        elif t == "wrapstarted":
-            if at["wrapstarted"] is not None or state == "alerting" or self.failed:
-                self.anomaly("wrapstarted_out_of_place")
-            else:
-                if state in _CONNECTED_FAMILY:
-                    self.anomaly("wrapstarted_without_disconnected")
-                    self.close(ts, t)
-                at["wrapstarted"] = ts
-                self.open("wrap", ts, t)
-        elif t == "ended":
-            self.close(ts, t)
-            at["ended"] = ts
-            self.end_reason = ev.reason
-        else:  # pragma: no cover - the parser only admits known types
-            self.anomaly(f"unknown_{t}")
-
-
-def _first(events: list[Event], attr: str) -> str | None:
-    for ev in events:
-        v = getattr(ev, attr)
-        if v is not None:
-            return v
-    return None
+def _first_known(events: list[Event]) -> list[str | None]:
+    """Per field of :data:`_FIELDS`, its first non-None value along ``events`` (or None)."""
+    values = list(_ALL_FIELDS(events[0]))
+    if None in values:  # else the usual case: the first event carries them all
+        for i, get in enumerate(_FIELD_GETTERS):
+            if values[i] is None:
+                for v in map(get, events):
+                    if v is not None:
+                        values[i] = v
+                        break
+    return values
 
 
 def sessionize_channel(events: Iterable[Event], duplicates: int = 0) -> ChannelResult:
@@ -189,79 +147,164 @@ def sessionize_channel(events: Iterable[Event], duplicates: int = 0) -> ChannelR
     distinct, dropped = dedup(events)
     if not distinct:
         raise ValueError("sessionize_channel needs at least one event")
-    ordered = order_channel_events(distinct)
-    tl = _Timeline(ordered[0])
-    for ev in ordered:
-        tl.apply(ev)
+    return _walk(order_channel_events(distinct), dropped + duplicates)
 
-    closed = tl.segments
-    segments = list(closed)
-    if tl.state is not None:
+
+def _walk(ordered: list[Event], duplicate_count: int) -> ChannelResult:
+    """The rows of one channel from its distinct events in order (the module docstring's rules)."""
+    interaction_id, conversation_id, party_role, agent_id, user_id = _first_known(ordered)
+    channel_id = ordered[0].key
+    segments: list[dict] = []
+    anomalies: list[str] = []
+    totals = {"alerting": 0, "connected": 0, "held": 0, "parked": 0, "interrupted": 0, "wrap": 0}  # closed segments
+    longest = {"held": 0, "parked": 0, "interrupted": 0}  # longest closed segment
+    counts = {"held": 0, "parked": 0, "interrupted": 0}  # segments, the open one included
+    state: str | None = None  # the open segment: state, start time, starting event type
+    start, started_by = 0, ""
+    alerted = connected = disconnected = wrapstarted = ended = None  # first time of each milestone
+    failed, fail_reason, end_reason, disconnect_state = False, None, None, None
+
+    for ev in ordered:
+        t, ts = ev.type.removeprefix("channel."), ev.ts
+        if ended is not None:
+            anomalies.append(f"{t}_after_ended")
+            continue
+        # Each rule checks that the event fits; if so it says whether the event closes the
+        # open segment and which state it opens, if not the event is only an anomaly.
+        closes, opens = False, None
+        if t == "alerted":
+            if alerted is None and connected is None and state is None and not failed:
+                alerted, opens = ts, "alerting"
+            else:
+                anomalies.append("alerted_out_of_place")
+        elif t == "connected":
+            if connected is None and disconnected is None and not failed and state in (None, "alerting"):
+                connected, closes, opens = ts, True, "connected"
+            else:
+                anomalies.append("connected_out_of_place")
+        elif t in _SUSPEND:
+            if state == "connected":
+                closes, opens = True, _SUSPEND[t]
+            else:
+                anomalies.append(f"{t}_while_{state or 'not_connected'}")
+        elif t in _RESUME:
+            if state == _RESUME[t]:
+                closes, opens = True, "connected"
+            else:
+                anomalies.append(f"{t}_without_{_RESUME[t]}")
+        elif t == "connectionfailed":
+            if connected is None and not failed and state in (None, "alerting"):
+                closes, failed, fail_reason = True, True, ev.reason
+            else:
+                anomalies.append("connectionfailed_out_of_place")
+        elif t == "disconnected":
+            if disconnected is None and (state in _CONNECTED_FAMILY or state == "alerting"):
+                closes, disconnected, disconnect_state = True, ts, state
+            else:
+                anomalies.append("disconnected_out_of_place")
+        elif t == "wrapstarted":
+            if wrapstarted is not None or state == "alerting" or failed:
+                anomalies.append("wrapstarted_out_of_place")
+            else:
+                if state in _CONNECTED_FAMILY:
+                    anomalies.append("wrapstarted_without_disconnected")
+                    closes = True
+                wrapstarted, opens = ts, "wrap"
+        elif t == "ended":
+            closes, ended, end_reason = True, ts, ev.reason
+        else:  # pragma: no cover - the parser only admits known types
+            anomalies.append(f"unknown_{t}")
+
+        if closes and state is not None:
+            duration = ts // 1000 - start // 1000  # ms_between(start, ts)
+            segments.append(
+                {
+                    "channel_id": channel_id,
+                    "interaction_id": interaction_id,
+                    "conversation_id": conversation_id,
+                    "agent_id": agent_id,
+                    "party_role": party_role,
+                    "seq": len(segments),
+                    "state": state,
+                    "start_at": start,
+                    "end_at": ts,
+                    "duration_ms": duration,
+                    "started_by": started_by,
+                    "ended_by": t,
+                }
+            )
+            totals[state] += duration
+            if state in counts:
+                counts[state] += 1
+                if duration > longest[state]:
+                    longest[state] = duration
+            state = None
+        if opens is not None:
+            state, start, started_by = opens, ts, t
+
+    if state is not None:
         segments.append(
             {
+                "channel_id": channel_id,
+                "interaction_id": interaction_id,
+                "conversation_id": conversation_id,
+                "agent_id": agent_id,
+                "party_role": party_role,
                 "seq": len(segments),
-                "state": tl.state,
-                "start_at": tl.start,
+                "state": state,
+                "start_at": start,
                 "end_at": None,
                 "duration_ms": None,
-                "started_by": tl.started_by,
+                "started_by": started_by,
                 "ended_by": None,
             }
         )
+        if state in counts:
+            counts[state] += 1
 
-    totals = dict.fromkeys(("alerting", "connected", "held", "parked", "interrupted", "wrap"), 0)
-    longest = dict.fromkeys(("held", "parked", "interrupted"), 0)
-    counts = dict.fromkeys(("held", "parked", "interrupted"), 0)
-    for seg in closed:
-        totals[seg["state"]] += seg["duration_ms"]
-        if seg["state"] in longest:
-            longest[seg["state"]] = max(longest[seg["state"]], seg["duration_ms"])
-    for seg in segments:
-        if seg["state"] in counts:
-            counts[seg["state"]] += 1
-
-    talk, hold, park, intr, wrap = (totals[s] for s in ("connected", "held", "parked", "interrupted", "wrap"))
-    attrs = {
-        "channel_id": tl.channel_id,
-        "interaction_id": _first(ordered, "interaction_id"),
-        "conversation_id": _first(ordered, "conversation_id"),
-        "party_role": _first(ordered, "party_role"),
-        "agent_id": _first(ordered, "agent_id"),
-    }
-    session = {
-        **attrs,
-        "user_id": _first(ordered, "user_id"),
-        "alerted_at": tl.at["alerted"],
-        "connected_at": tl.at["connected"],
-        "disconnected_at": tl.at["disconnected"],
-        "wrap_started_at": tl.at["wrapstarted"],
-        "ended_at": tl.at["ended"],
-        "first_event_at": ordered[0].ts,
-        "last_event_at": ordered[-1].ts,
-        "connection_failed": tl.failed,
-        "end_reason": tl.end_reason if tl.end_reason is not None else tl.fail_reason,
-        "alert_ms": totals["alerting"],
-        "connected_ms": talk + hold + park + intr,
-        "talk_ms": talk,
-        "hold_ms": hold,
-        "park_ms": park,
-        "interruption_ms": intr,
-        "wrap_ms": wrap,
-        "handle_ms": talk + hold + wrap,
-        "hold_count": counts["held"],
-        "park_count": counts["parked"],
-        "interruption_count": counts["interrupted"],
-        "longest_hold_ms": longest["held"],
-        "longest_park_ms": longest["parked"],
-        "longest_interruption_ms": longest["interrupted"],
-        "held_at_disconnect": tl.disconnect_state == "held",
-        "disconnect_state": tl.disconnect_state,
-        "is_complete": tl.at["ended"] is not None,
-        "open_state": tl.state,
-        "event_count": len(ordered),
-        "duplicate_count": dropped + duplicates,
-        "anomaly_count": len(tl.anomalies),
-        "anomalies": tl.anomalies,
-    }
-    seg_attrs = {k: attrs[k] for k in ("channel_id", "interaction_id", "conversation_id", "agent_id", "party_role")}
-    return ChannelResult(session, [{**seg_attrs, **seg} for seg in segments])
+    talk, hold, park, intr, wrap = (
+        totals["connected"],
+        totals["held"],
+        totals["parked"],
+        totals["interrupted"],
+        totals["wrap"],
+    )
+    session = _SESSION_ROW.copy()  # the columns in order; cheaper than a 37-key literal
+    session["channel_id"] = channel_id
+    session["interaction_id"] = interaction_id
+    session["conversation_id"] = conversation_id
+    session["party_role"] = party_role
+    session["agent_id"] = agent_id
+    session["user_id"] = user_id
+    session["alerted_at"] = alerted
+    session["connected_at"] = connected
+    session["disconnected_at"] = disconnected
+    session["wrap_started_at"] = wrapstarted
+    session["ended_at"] = ended
+    session["first_event_at"] = ordered[0].ts
+    session["last_event_at"] = ordered[-1].ts
+    session["connection_failed"] = failed
+    session["end_reason"] = end_reason if end_reason is not None else fail_reason
+    session["alert_ms"] = totals["alerting"]
+    session["connected_ms"] = talk + hold + park + intr
+    session["talk_ms"] = talk
+    session["hold_ms"] = hold
+    session["park_ms"] = park
+    session["interruption_ms"] = intr
+    session["wrap_ms"] = wrap
+    session["handle_ms"] = talk + hold + wrap
+    session["hold_count"] = counts["held"]
+    session["park_count"] = counts["parked"]
+    session["interruption_count"] = counts["interrupted"]
+    session["longest_hold_ms"] = longest["held"]
+    session["longest_park_ms"] = longest["parked"]
+    session["longest_interruption_ms"] = longest["interrupted"]
+    session["held_at_disconnect"] = disconnect_state == "held"
+    session["disconnect_state"] = disconnect_state
+    session["is_complete"] = ended is not None
+    session["open_state"] = state
+    session["event_count"] = len(ordered)
+    session["duplicate_count"] = duplicate_count
+    session["anomaly_count"] = len(anomalies)
+    session["anomalies"] = anomalies
+    return ChannelResult(session, segments)
