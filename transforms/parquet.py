@@ -48,10 +48,23 @@ def partitions(table: str, data: pa.Table) -> list[tuple[str, pa.Table]]:
     return [(day.isoformat(), data.filter(pc.equal(days, pa.scalar(day, pa.date32())))) for day in distinct]
 
 
+#: Text columns holding (nearly) one value per row: dictionary encoding would only cost time.
+_DISTINCT_TEXT = frozenset(
+    {"channel_id", "interaction_id", "conversation_id", "session_id", "raw", "error_detail", "origin", "event_id"}
+)
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The text columns of few distinct values (states, roles, agents, codes...)."""
+    text = (pa.string(), pa.list_(pa.string()))
+    return [f.name for f in schema if f.type in text and f.name not in _DISTINCT_TEXT]
+
+
 def write_parquet(path: str, data: pa.Table) -> None:
-    """One Arrow table to one Parquet file at ``path`` (any FileSystems scheme)."""
+    """One Arrow table to one Parquet file at ``path`` (any FileSystems scheme), zstd,
+    dictionary-encoding only the text columns of few distinct values."""
     with FileSystems.create(path) as f:
-        pq.write_table(data, f, compression="zstd")
+        pq.write_table(data, f, compression="zstd", use_dictionary=_dictionary_columns(data.schema))
 
 
 def table_file(root: str, table: str, day: str, label: str) -> str:
