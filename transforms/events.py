@@ -94,7 +94,7 @@ def decompress(packed: bytes) -> bytes:
 
 
 def pack(events: list[Event]) -> bytes:
-    """Events as one compressed JSON array of arrays: a batch crosses a shuffle as a single
+    """Events as one compressed MessagePack array of arrays: a batch crosses a shuffle as a single
     ``bytes`` value, which every runner moves without decoding it; :func:`unpack` restores it."""
     return compress(_BATCH_ENCODER.encode(events))
 
@@ -103,8 +103,8 @@ def unpack(batch: bytes) -> list[Event]:
     return _BATCH_DECODER.decode(decompress(batch))
 
 
-_BATCH_ENCODER = msgspec.json.Encoder()
-_BATCH_DECODER = msgspec.json.Decoder(list[Event])
+_BATCH_ENCODER = msgspec.msgpack.Encoder()
+_BATCH_DECODER = msgspec.msgpack.Decoder(list[Event])
 
 
 class DeadLetter(NamedTuple):
