@@ -44,5 +44,5 @@ setup(
             "jupyterlab>=4.5,<5",
         ],
     },
-    entry_points={"console_scripts": ["vccflow=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["vccflow=pipelines.cli:console"]},
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 COMMANDS = {
@@ -81,5 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+def console() -> None:
+    """The ``vccflow`` console script: :func:`main`, then a fast exit. Once a large job has
+    written and closed every file, tearing the interpreter down frees its objects one by
+    one (about a second on a 1.5M-line batch run) for nothing; streams are flushed and
+    logging shut down first. An exception escaping :func:`main` exits the usual way."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
