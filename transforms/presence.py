@@ -62,9 +62,11 @@ Inferred sessions (``is_inferred`` True)
       ``is_open`` False, ``duration_ms`` between the two, and all of it in
       ``other_presence_ms`` (the presence is unknown) so the per-type identity holds.
 
-Nothing here raises on odd input: presence events of other types or agents and
-malformed segment dicts (no ``start_at`` integer) are ignored. An agent with no presence
-events and no usable segments gets two empty lists.
+Odd input is ignored, not raised on: presence events of other types or agents, and segment
+dicts without an integer ``start_at``. Segment dicts must otherwise carry the keys the
+batch and streaming shells always send (``channel_id``, ``seq``, ``end_at``, ...; a missing
+one is a ``KeyError``). An agent with no presence events and no usable segments gets two
+empty lists.
 """
 
 from __future__ import annotations
