@@ -32,8 +32,8 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
     """Rows keyed by column name (timestamps as int microseconds) to an Arrow table with
     the table's schema from :mod:`schemas.outputs`; every row has every column."""
     schema = TABLES[table]
-    columns = zip(*map(itemgetter(*schema.names), rows), strict=True) if rows else ([] for _ in schema)
-    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+    columns = [pa.array(list(map(itemgetter(f.name), rows)), type=f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def partitions(table: str, data: pa.Table) -> list[tuple[str, pa.Table]]:
