@@ -323,8 +323,7 @@ def _run_suite(context: Any, table: str, df: pd.DataFrame, frame: pd.DataFrame) 
     against ``table``'s suite in ``context``.
 
     Runs it as a GX ValidationDefinition, so the suite and the result are in the context's
-    stores (for Data Docs); GX fingerprints the frame once per batch it builds, so a batch
-    is built again only to name the rows of failures.
+    stores (for Data Docs); a batch is built again only to name the rows of failures.
     """
     import great_expectations as gx
 
