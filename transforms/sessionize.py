@@ -15,7 +15,7 @@ from collections import defaultdict
 from operator import itemgetter
 
 import apache_beam as beam
-import orjson
+import msgspec
 
 from transforms.events import DeadLetter, Event, compress, decompress, unpack
 from transforms.io import paused_gc, shard_of
@@ -61,7 +61,7 @@ class SessionizeChannelShardFn(beam.DoFn):
         started = time.monotonic()
         sessions: list[dict] = []
         segments: list[dict] = []
-        work: dict[int, tuple[list[dict], list[dict]]] = defaultdict(lambda: ([], []))
+        work: dict[int, tuple[list[tuple], list[tuple]]] = defaultdict(lambda: ([], []))
         valid = duplicates = 0
         for events in _by_key(batches).values():
             result = sessionize_channel(events)
@@ -115,11 +115,11 @@ def pack_work(segments: list[tuple], sessions: list[tuple]) -> bytes:
     tuples in the order of ``_WORK_SEGMENT_KEYS`` / ``_WORK_SESSION_KEYS``, as one
     ``bytes`` value (like :func:`transforms.events.pack`); :func:`unpack_work` restores
     them as dicts keyed by those names."""
-    return compress(orjson.dumps((segments, sessions)))
+    return compress(msgspec.msgpack.encode((segments, sessions)))
 
 
 def unpack_work(packed: bytes) -> tuple[list[dict], list[dict]]:
-    segments, sessions = orjson.loads(decompress(packed))
+    segments, sessions = msgspec.msgpack.decode(decompress(packed))
     return (
         [dict(zip(_WORK_SEGMENT_KEYS, s, strict=True)) for s in segments],
         [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions],
