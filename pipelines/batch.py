@@ -111,25 +111,43 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int
 
 def make_pipeline(beam_args: list[str], input_bytes: int = 0) -> beam.Pipeline:
     """A pipeline on the user's ``--runner``, or on Beam's FnApiRunner: in-process for small
-    inputs, with one SDK worker process per core from :data:`PARALLEL_INPUT_BYTES` of input
-    on (unless ``--direct_running_mode`` / ``--direct_num_workers`` are given)."""
+    inputs; from :data:`PARALLEL_INPUT_BYTES` of input on (or with ``--direct_num_workers``
+    above 1), with one SDK worker process per core (or that many), each a
+    :mod:`pipelines.worker`. A ``--direct_running_mode`` given on the command line is Beam's
+    own choice of mode and worker."""
     options = PipelineOptions(beam_args)
     if _given(beam_args, "--runner"):
         return beam.Pipeline(options=options)
     from apache_beam.options.pipeline_options import DirectOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
     direct = options.view_as(DirectOptions)
-    cores = os.cpu_count() or 1
-    if input_bytes >= PARALLEL_INPUT_BYTES and cores > 1 and not _given(beam_args, "--direct_running_mode"):
-        direct.direct_running_mode = "multi_processing"
-        if not _given(beam_args, "--direct_num_workers"):
-            direct.direct_num_workers = cores
+    beams_choice = _given(beam_args, "--direct_running_mode")
+    if not beams_choice and not _given(beam_args, "--direct_num_workers"):
+        direct.direct_num_workers = (os.cpu_count() or 1) if input_bytes >= PARALLEL_INPUT_BYTES else 1
+    if beams_choice or direct.direct_num_workers <= 1:
+        log.info(
+            "runner: FnApiRunner, %s, %d worker(s) (%.0f MiB of input)",
+            direct.direct_running_mode, direct.direct_num_workers, input_bytes / (1 << 20),
+        )  # fmt: skip
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
+    # Beam's "multi_processing" mode with vccflow's worker entry point; the runner's mode option
+    # stays "in_memory" (it would replace the environment), so its warning about it is dropped.
+    _FN_RUNNER_LOG.addFilter(_drop_running_mode_warning)
+    worker = SubprocessSDKEnvironment.from_command_string(f"{sys.executable} -m pipelines.worker")
     log.info(
-        "runner: FnApiRunner, %s, %d worker(s) (%.0f MiB of input)",
-        direct.direct_running_mode, direct.direct_num_workers, input_bytes / (1 << 20),
+        "runner: FnApiRunner, %d worker processes (pipelines.worker) (%.0f MiB of input)",
+        direct.direct_num_workers, input_bytes / (1 << 20),
     )  # fmt: skip
-    return beam.Pipeline(runner=FnApiRunner(), options=options)
+    return beam.Pipeline(runner=FnApiRunner(default_environment=worker), options=options)
+
+
+_FN_RUNNER_LOG = logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner")
+
+
+def _drop_running_mode_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("If direct_num_workers is not equal to 1")
 
 
 def _given(beam_args: list[str], flag: str) -> bool:

@@ -179,17 +179,26 @@ def test_verbose_shows_the_traceback(inputs, tmp_path, monkeypatch):
 
 def test_default_runner_uses_one_worker_process_per_core_for_large_inputs(monkeypatch):
     from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
     from pipelines import batch
 
     monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
 
     def mode(args, size):
-        direct = batch.make_pipeline(args, size).options.view_as(DirectOptions)
-        return direct.direct_running_mode, direct.direct_num_workers
+        p = batch.make_pipeline(args, size)
+        direct = p.options.view_as(DirectOptions)
+        env = p.runner._default_environment
+        worker = env.command_string if isinstance(env, SubprocessSDKEnvironment) else None
+        return direct.direct_running_mode, direct.direct_num_workers, worker
 
+    vccflow_worker = f"{sys.executable} -m pipelines.worker"
     big = batch.PARALLEL_INPUT_BYTES
-    assert mode([], big - 1) == ("in_memory", 1)
-    assert mode([], big) == ("multi_processing", 4)
-    assert mode(["--direct_num_workers=3"], big) == ("multi_processing", 3)
-    assert mode(["--direct_running_mode", "in_memory"], big) == ("in_memory", 1)
+    assert mode([], big - 1) == ("in_memory", 1, None)
+    assert mode([], big) == ("in_memory", 4, vccflow_worker)
+    assert mode(["--direct_num_workers=3"], big) == ("in_memory", 3, vccflow_worker)
+    assert mode(["--direct_num_workers=2"], 0) == ("in_memory", 2, vccflow_worker)
+    assert mode(["--direct_num_workers=1"], big) == ("in_memory", 1, None)
+    assert mode(["--direct_running_mode", "in_memory"], big) == ("in_memory", 1, None)
+    beams_own = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert mode(beams_own, 0) == ("multi_processing", 2, None)

@@ -48,11 +48,11 @@ def records(df: pd.DataFrame, columns: list[str]) -> list[dict]:
     return [{c: plain(row[c]) for c in columns} for _, row in df.iterrows()]
 
 
-#: The default runner's two modes: in-process (small inputs) and one worker process per core
-#: (from 64 MiB of input on), forced here on a small input.
+#: The default runner's two modes: in-process (small inputs) and one worker process
+#: (:mod:`pipelines.worker`) per core (from 64 MiB of input on), forced here on a small input.
 RUNNER_MODES = {
     "in_process": [],
-    "two_worker_processes": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    "two_worker_processes": ["--direct_num_workers=2"],
 }
 
 
