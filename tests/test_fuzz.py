@@ -45,6 +45,7 @@ from transforms.events import (
     DeadLetter,
     Event,
     parse_line,
+    parse_lines,
     parse_object,
     parse_timestamp,
     split_json_document,
@@ -618,6 +619,44 @@ def test_iter_lines_cuts_long_lines_and_keeps_their_true_size(data, sizes, max_b
 @pytest.mark.parametrize("data", [b"abcd\rX\n", b"abcdefg\r\n", b"abcdefg\r"], ids=["cr-at-cut", "crlf", "cr-eof"])
 def test_iter_lines_long_line_with_carriage_return(data):
     assert list(iter_lines(io.BytesIO(data), max_bytes=4)) == expected_lines(data, 4)
+
+
+# --- a block of lines parses as its lines do ----------------------------------------------------
+
+block_lines = st.lists(
+    st.one_of(
+        st.sampled_from([orjson.dumps(b) for b in (*BASES.values(), NON_ASCII)]),
+        st.sampled_from([b"", b" ", b"\t \t", b"{}", b"[]", b"null", b"\xff", b'{"type":'] + [b"x" * 40]),
+        st.builds(
+            lambda base_field, value: orjson.dumps(with_(BASES[base_field[0]], base_field[1], value)),
+            st.one_of(
+                st.tuples(st.sampled_from(sorted(BASES)), st.sampled_from(["id", "source", "subject", "type"])),
+                st.tuples(st.sampled_from(["held", "ended"]), st.just("data.channel.channelId")),
+                st.tuples(st.just("presence"), st.just("data.user.agentId")),
+            ),
+            st.one_of(st.none(), st.just(""), st.integers(-(2**63), 2**63 - 1), st.text(max_size=8), st.just(KeyError)),
+        ),
+        st.sampled_from(["2024-03-04T10:00:00Z", "2024-03-04T10:00:00.5+01:00", "2024-02-30T10:00:00Z", 5]).map(
+            lambda ts: orjson.dumps(with_(HELD, "data.timestamp", ts))
+        ),
+        st.binary(max_size=40),
+    ),
+    max_size=12,
+)
+
+
+@FUZZ
+@given(lines=block_lines, max_bytes=st.sampled_from([MAX_EVENT_BYTES, 400, 20]), data=st.data())
+def test_a_block_of_lines_parses_as_each_line_does(lines, max_bytes, data):
+    """``parse_lines`` (the reader's block path) equals ``parse_line`` line by line, also for
+    lines the reader cut short or stripped (``sizes``: their true sizes)."""
+    cut = data.draw(st.sets(st.integers(0, max(len(lines) - 1, 0)), max_size=3)) if lines else set()
+    sizes = {i: len(lines[i]) + data.draw(st.integers(1, 500)) for i in cut}
+    expected = [
+        None if not raw or raw.isspace() else parse_line(raw, "", max_bytes, sizes.get(i))
+        for i, raw in enumerate(lines)
+    ]
+    assert parse_lines(lines, max_bytes, sizes) == expected
 
 
 # --- the reader accounts for every line ----------------------------------------------------------

@@ -15,6 +15,7 @@ change to a field rule goes into both.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -472,6 +473,26 @@ def parse_line(
         code = "invalid_encoding" if "UTF-8" in msg or "surrogate" in msg else "invalid_json"
         return dead_letter(code, msg, raw, origin)
     return parse_object(obj, raw, origin)
+
+
+def parse_lines(
+    lines: Sequence[bytes], max_bytes: int = MAX_EVENT_BYTES, sizes: Mapping[int, int] | None = None
+) -> list[Event | DeadLetter | None]:
+    """:func:`parse_line` of every line of a block (origins left empty), None for a blank line.
+
+    ``sizes`` maps the index of each line a reader cut short (or stripped) to its true size.
+    Lines of the documented shape are decoded first, all in one pass; the others then go
+    through :func:`parse_line` one by one.
+    """
+    fast = _event_fast
+    out: list[Event | DeadLetter | None] = [fast(raw) if len(raw) <= max_bytes else None for raw in lines]
+    if sizes:
+        for i in sizes:
+            out[i] = None
+    for i, event in enumerate(out):
+        if event is None and not (raw := lines[i]).isspace() and raw:
+            out[i] = parse_line(raw, "", max_bytes, sizes.get(i) if sizes else None)
+    return out
 
 
 def split_json_document(content: bytes) -> list[bytes] | None:

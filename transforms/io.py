@@ -29,7 +29,7 @@ from transforms.events import (
     Event,
     dead_letter,
     pack,
-    parse_line,
+    parse_lines,
     split_json_document,
 )
 
@@ -215,11 +215,10 @@ class ReadFileFn(beam.DoFn):
                 lines += 1
                 continue
             lines += len(records)
-            for i, raw in enumerate(records):
-                if not raw or raw.isspace():
+            for i, out in enumerate(parse_lines(records, max_bytes, sizes)):
+                if out is None:
                     blank += 1
                     continue
-                out = parse_line(raw, "", max_bytes, sizes.get(i) if sizes else None)
                 if type(out) is DeadLetter:
                     dead.append(out._replace(origin=origin.format(path, first + i)))
                     continue
