@@ -9,6 +9,7 @@ never adds a second copy.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from itertools import chain
 from operator import itemgetter
 
 import apache_beam as beam
@@ -32,19 +33,37 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
     """Rows keyed by column name (timestamps as int microseconds) to an Arrow table with
     the table's schema from :mod:`schemas.outputs`; every row has every column."""
     schema = TABLES[table]
-    columns = [pa.array(list(map(itemgetter(f.name), rows)), type=f.type) for f in schema]
+    width = len(schema)
+    # One pass over the rows (every table has several columns, so the getter returns
+    # tuples), then column j is every width-th value from j.
+    values = list(chain.from_iterable(map(itemgetter(*schema.names), rows)))
+    columns = [_array(values[j::width], f.type) for j, f in enumerate(schema)]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _array(values: list, type_: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array of ``type_``; timestamps (int microseconds) go through
+    int64, which converts faster than Python ints to a timestamp type."""
+    if pa.types.is_timestamp(type_):
+        return pa.array(values, type=pa.int64()).view(type_)
+    return pa.array(values, type=type_)
 
 
 def partitions(table: str, data: pa.Table) -> list[tuple[str, pa.Table]]:
     """``data`` (rows of ``table``) split by ``event_date``: the UTC date of the table's
-    partition source column, as ``(YYYY-MM-DD, rows)`` in date order."""
+    partition source column, as ``(YYYY-MM-DD, rows)`` in date order, rows in their order."""
     if data.num_rows == 0:
         return []
-    days = data[PARTITION_SOURCE[table]].cast(pa.date32())
+    name = PARTITION_SOURCE[table]
+    source = data[name]
+    if source.null_count:
+        raise ValueError(f"{table}.{name} has nulls: rows without a partition")
+    first, last = (s.value for s in pc.min_max(source).values())
+    if first // _DAY_US == last // _DAY_US:
+        return [(utc_date(first), data)]
+    # Stored values are UTC: the naive cast is free and the date cast needs no time zone.
+    days = source.cast(pa.timestamp("us")).cast(pa.date32())
     distinct = sorted(pc.unique(days).to_pylist())
-    if len(distinct) == 1:
-        return [(distinct[0].isoformat(), data)]
     return [(day.isoformat(), data.filter(pc.equal(days, pa.scalar(day, pa.date32())))) for day in distinct]
 
 
