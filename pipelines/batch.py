@@ -18,7 +18,6 @@ import argparse
 import logging
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
-from pipelines.validate import format_verdict, validate_output
+from pipelines.validate import ValidationWorkers, format_verdict, validate_output
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.io import ReadNotifications, expand_patterns, total_size
@@ -154,22 +153,12 @@ def _given(beam_args: list[str], flag: str) -> bool:
     return any(a == flag or a.startswith(flag + "=") for a in beam_args)
 
 
-def _preload_validator() -> threading.Thread:
-    """Import Great Expectations (~3 s) in a background thread while the pipeline runs: the
-    runner mostly waits on its workers meanwhile. A failure here is left for the validation
-    step to report."""
-
-    def load() -> None:
-        try:
-            from schemas.expectations import import_gx
-
-            import_gx()
-        except Exception:  # noqa: BLE001 (the validation step imports it again and reports)
-            log.debug("preloading Great Expectations failed", exc_info=True)
-
-    thread = threading.Thread(target=load, name="preload-great-expectations", daemon=True)
-    thread.start()
-    return thread
+def _preload_validator() -> ValidationWorkers:
+    """Fork the validation workers before the pipeline starts its gRPC threads (a fork is safe
+    then): the first imports Great Expectations (2-3 CPU-s) while the pipeline runs, and the
+    validation step validates the tables in two processes. A failure to import GX is left
+    for the validation step to report."""
+    return ValidationWorkers()
 
 
 def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict, staging: str, root: str) -> dict:
@@ -261,8 +250,7 @@ def run(argv: list[str] | None = None) -> int:
             staging, {t: stats.get(f"rows.{t}", 0) for t in TABLES}, utc_date(time.time_ns() // 1000)
         )
         log.info("pipeline done in %.1fs; validating", time.monotonic() - started)
-        preload.join()
-        verdict = validate_output(staging, data_docs=outputs.is_local(root))
+        verdict = validate_output(staging, data_docs=outputs.is_local(root), workers=preload)
         log.info("validation %s in %.1fs", "passed" if verdict.success else "FAILED", time.monotonic() - started)
         report = build_report(stats, paths, run_id, started, verdict, staging, root)
         outputs.write_json(beam.io.filesystems.FileSystems.join(staging, outputs.REPORT), report)

@@ -13,21 +13,34 @@ offline with usage statistics and progress bars off, and its warnings and log re
 below ERROR are silenced while it runs. Roots may be local paths or pyarrow filesystem URIs
 (``gs://bucket/out``: tables and JSON are read/written through ``pyarrow.fs``); Data Docs
 need a local root.
+
+A caller that can start early (``vccflow batch``, before its pipeline) creates
+:class:`ValidationWorkers`: the tables are then validated in two processes at once, which
+import GX while the caller still works.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import logging
+import multiprocessing
+import os
+import pickle
 import posixpath
+import shutil
+import signal
 import sys
+import tempfile
+import traceback
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import pandas as pd
@@ -36,6 +49,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from schemas.outputs import PARTITION_COLUMN, TABLES, dataset_schema
+
+log = logging.getLogger(__name__)
 
 VALIDATION_DIR = "_validation"
 RUN_REPORT = "_run_report.json"
@@ -165,8 +180,21 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _gx_context(docs_dir: str | None) -> Any:
-    """An ephemeral, offline GX context; with a Data Docs site at ``docs_dir`` if given."""
+def _site(docs_dir: str) -> dict:
+    """The config of the Data Docs site written to ``docs_dir``."""
+    return {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+
+
+def _gx_context(docs_dir: str | None, results_dir: str | None = None) -> Any:
+    """An ephemeral, offline GX context; with a Data Docs site at ``docs_dir`` if given.
+
+    Validation results are kept in memory, or as files in ``results_dir`` if given, where
+    the contexts of other processes find them (to index one Data Docs site).
+    """
     from schemas.expectations import import_gx
 
     gx = import_gx()
@@ -176,18 +204,17 @@ def _gx_context(docs_dir: str | None) -> Any:
         ProgressBarsConfig,
     )
 
-    sites = {}
-    if docs_dir is not None:
-        sites["vccflow"] = {
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        }
+    defaults = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    stores = defaults.stores
+    if results_dir is not None:
+        backend = {"class_name": "TupleFilesystemStoreBackend", "base_directory": results_dir}
+        stores[defaults.validation_results_store_name]["store_backend"] = backend
     config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        store_backend_defaults=defaults,
+        stores=stores,
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-        data_docs_sites=sites,
+        data_docs_sites={} if docs_dir is None else {"vccflow": _site(docs_dir)},
     )
     context = gx.get_context(mode="ephemeral", project_config=config)
     context.data_sources.add_pandas("vccflow")
@@ -411,12 +438,221 @@ def _write_json(fs: pafs.FileSystem, path: str, data: dict) -> None:
         out.write(json.dumps(data, indent=2, default=str, ensure_ascii=False).encode())
 
 
-def validate_output(root: str, tables: Iterable[str] | None = None, data_docs: bool = True) -> Verdict:
+#: Tables in decreasing validation time on the benchmark output (rows, and GX's time per
+#: expectation): workers are handed them in this order, so the longest ones start first.
+_LONGEST_FIRST = ("channel_segments", "channel_sessions", "agent_sessions", "agent_presence", "dead_letter")
+_INDEX = "index"  # the request to build the Data Docs index, once every table is validated
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What :class:`ValidationWorkers` validate: tables of ``root``, Data Docs in ``docs_dir``
+    (validation results shared through ``results_dir``), in ``workers`` processes."""
+
+    root: str
+    docs_dir: str | None
+    results_dir: str | None
+    workers: int
+
+
+class ValidationWorkers:
+    """Two processes validating tables at once, Great Expectations imported once, ahead of time.
+
+    Creating it forks the first worker, which imports GX (2-3 CPU-s) while the caller goes on.
+    Create it before the caller starts threads a fork could catch holding a lock, such as
+    the gRPC threads of Beam's runner. :func:`validate_output` then forks the second worker
+    from the first (GX imported), hands them the tables one at a time, longest first, and
+    ends them: one use. A failure to import GX is raised by :func:`validate_output`.
+    """
+
+    def __init__(self) -> None:
+        fork = multiprocessing.get_context("fork")
+        pairs = [fork.Pipe() for _ in range(2)]
+        self._conns = [mine for mine, _ in pairs]
+        ends = [theirs for _, theirs in pairs]
+        self._process = fork.Process(target=_serve, args=(*ends, self._conns), name="vccflow-validate", daemon=True)
+        self._process.start()
+        os.setpgid(self._process.pid, 0)  # as the worker does: whichever runs first
+        for end in ends:
+            end.close()
+
+    def validate(self, root: str, names: list[str], docs_dir: str | None) -> Iterator[TableVerdict]:
+        """The verdicts of the tables ``names`` of ``root`` as the workers finish them; the
+        Data Docs index in ``docs_dir`` is built once the last one is done."""
+        results_dir = tempfile.mkdtemp(prefix="vccflow-gx-") if docs_dir is not None else None
+        count = max(1, min(len(self._conns), len(names)))
+        conns, spare = self._conns[:count], self._conns[count:]
+        done = False
+        try:
+            for conn in spare:
+                conn.close()
+            self._send(conns[0], _Job(root, docs_dir, results_dir, count))
+            todo = sorted(names, key=_LONGEST_FIRST.index)
+            for conn in conns[: len(todo)]:  # the second worker reads its first table once forked
+                self._send(conn, todo.pop(0))
+            last = conns[0]
+            for _ in names:
+                last = wait(conns)[0]
+                yield self._receive(last)
+                if todo:
+                    self._send(last, todo.pop(0))
+            if docs_dir is not None:
+                self._send(last, _INDEX)
+                self._receive(last)
+            for conn in conns:
+                self._send(conn, None)
+            done = True
+        finally:
+            for conn in conns:
+                conn.close()
+            if not done:  # the workers are a process group: end the one still validating too
+                with suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, signal.SIGTERM)
+            self._process.join()
+            if results_dir is not None:
+                shutil.rmtree(results_dir, ignore_errors=True)
+
+    def _send(self, conn: Connection, request: Any) -> None:
+        try:
+            conn.send(request)
+        except OSError as exc:
+            raise RuntimeError("a validation worker process ended unexpectedly") from exc
+
+    def _receive(self, conn: Connection) -> Any:
+        """A worker's reply; the exception it replied is raised here."""
+        try:
+            reply = conn.recv()
+        except (EOFError, OSError) as exc:
+            raise RuntimeError("a validation worker process ended unexpectedly") from exc
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+
+def _serve(first: Connection, second: Connection, parent_ends: list[Connection]) -> None:
+    """The first worker process: import GX, wait for a :class:`_Job`, fork the second worker
+    (sharing the imports) if the job needs two, and validate what ``first`` asks for.
+
+    The workers form a process group of their own: Ctrl-C in a terminal reaches only the
+    main process, which ends them.
+    """
+    os.setpgid(0, 0)
+    for conn in parent_ends:
+        conn.close()
+    from schemas.expectations import import_gx
+
+    failure = None
+    try:
+        import_gx()
+    except Exception as exc:  # noqa: BLE001 (raised by the main process, when it validates)
+        failure = exc
+    gc.freeze()  # the imports live as long as the process: collections need not scan them
+    try:
+        job = first.recv()
+    except EOFError:  # the main process ended without validating
+        return
+    child = 0
+    if job.workers > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            try:
+                first.close()
+                _work(second, job, failure)
+            finally:
+                os._exit(0)
+    second.close()
+    _work(first, job, failure)
+    if child:
+        os.waitpid(child, 0)
+
+
+def _work(conn: Connection, job: _Job, failure: Exception | None) -> None:
+    """Answer what ``conn`` asks for until it sends ``None`` or closes: a table's
+    :class:`TableVerdict`, ``None`` once the Data Docs index is built, or the exception
+    that stopped the worker (then it stops)."""
+    try:
+        if failure is not None:
+            raise failure
+        with _quiet():
+            context = _gx_context(job.docs_dir, job.results_dir)
+            site = None if job.docs_dir is None else _site_builder(context, job.docs_dir)
+            while (request := conn.recv()) is not None:
+                if request == _INDEX:  # every table's pages are written (the folder was emptied first)
+                    site.target_store.copy_static_assets()
+                    site.site_index_builder.build(skip_and_clean_missing=False)
+                    conn.send(None)
+                else:
+                    conn.send(_worker_verdict(context, site, job.root, request))
+    except EOFError:  # the main process stopped asking (it raised, or was interrupted)
+        return
+    except BaseException as exc:  # noqa: BLE001 (raised again by the main process)
+        exc.add_note(f"in validation worker process {os.getpid()}:\n{traceback.format_exc()}")
+        conn.send(_picklable(exc))
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives a pickle round trip, else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 (any exception can fail to pickle or to unpickle)
+        return RuntimeError(f"{type(exc).__name__}: {exc}\n{exc.__notes__[-1]}")
+    return exc
+
+
+def _site_builder(context: Any, docs_dir: str) -> Any:
+    """The GX SiteBuilder of the Data Docs site in ``docs_dir``."""
+    from great_expectations.render.renderer.site_builder import SiteBuilder
+
+    site = _site(docs_dir)
+    del site["class_name"]
+    return SiteBuilder(data_context=context, site_name="vccflow", **site)
+
+
+def _worker_verdict(context: Any, site: Any, root: str, table: str) -> TableVerdict:
+    """Validate ``table`` of ``root`` in ``context`` and render its Data Docs pages (suite and
+    result; what ``SiteBuilder.build`` does but the index and static files)."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    df, frame = _read_for_suite(root, table)
+    verdict = _run_suite(context, table, df, frame)
+    if site is not None:
+        results = context.validation_results_store.list_keys()
+        keys = [
+            ExpectationSuiteIdentifier(name=table),
+            *(k for k in results if k.expectation_suite_identifier.name == table),
+        ]
+        for section in site.site_section_builders.values():
+            section.build(resource_identifiers=keys)
+    return verdict
+
+
+def _validate_here(root: str, names: list[str], docs_dir: str | None) -> Iterator[TableVerdict]:
+    """The verdicts of the tables ``names`` of ``root``, validated in this process; then the
+    Data Docs in ``docs_dir``."""
+    # One table is read and prepared ahead in a thread (Parquet decoding and most of
+    # pandas' work release the GIL) while GX is imported or validates the table before it.
+    with _quiet(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="vccflow-read") as reader:
+        reads = [reader.submit(_read_for_suite, root, name) for name in names[:1]]
+        context = _gx_context(docs_dir)
+        for i, name in enumerate(names):
+            df, frame = reads.pop().result()
+            reads += [reader.submit(_read_for_suite, root, after) for after in names[i + 1 : i + 2]]
+            yield _run_suite(context, name, df, frame)
+        if docs_dir is not None:
+            context.build_data_docs()
+
+
+def validate_output(
+    root: str, tables: Iterable[str] | None = None, data_docs: bool = True, workers: ValidationWorkers | None = None
+) -> Verdict:
     """Validate the tables (default: all of ``TABLES``) of the output folder ``root``.
 
     Writes ``root/_validation/<table>.json``, ``summary.json`` and, with ``data_docs``,
     GX Data Docs under ``root/_validation/data_docs/`` (``Verdict.data_docs`` is its
-    index.html). A missing table folder is validated as an empty table.
+    index.html). A missing table folder is validated as an empty table. The tables are
+    validated in this process, or in the processes of ``workers`` (not used before).
     Raises ``FileNotFoundError`` when ``root`` is not a folder, :class:`NotAnOutputError`
     when it has no table folder and no run report, ``ValueError`` for an unknown table or
     Data Docs on a non-local root.
@@ -440,19 +676,12 @@ def validate_output(root: str, tables: Iterable[str] | None = None, data_docs: b
     if docs_dir is not None:
         fs.delete_dir_contents(docs_dir, missing_dir_ok=True)
     verdicts = {}
-    # One table is read and prepared ahead in a thread (Parquet decoding and most of
-    # pandas' work release the GIL) while GX is imported or validates the table before it.
-    with _quiet(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="vccflow-read") as reader:
-        reads = [reader.submit(_read_for_suite, root, name) for name in names[:1]]
-        context = _gx_context(docs_dir)
-        for i, name in enumerate(names):
-            df, frame = reads.pop().result()
-            reads += [reader.submit(_read_for_suite, root, after) for after in names[i + 1 : i + 2]]
-            verdict = _run_suite(context, name, df, frame)
-            verdicts[name] = verdict
-            _write_json(fs, posixpath.join(out_dir, f"{name}.json"), verdict.result)
-        if docs_dir is not None:
-            context.build_data_docs()
+    finished = _validate_here(root, names, docs_dir) if workers is None else workers.validate(root, names, docs_dir)
+    for verdict in finished:
+        log.debug("validated %s: %s", verdict.table, "passed" if verdict.success else "FAILED")
+        verdicts[verdict.table] = verdict
+        _write_json(fs, posixpath.join(out_dir, f"{verdict.table}.json"), verdict.result)
+    verdicts = {name: verdicts[name] for name in names}
     index = posixpath.join(docs_dir, "index.html") if docs_dir is not None else None
     verdict = Verdict(success=all(v.success for v in verdicts.values()), tables=verdicts, data_docs=index)
     _write_json(fs, posixpath.join(out_dir, "summary.json"), verdict.as_dict())

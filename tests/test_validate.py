@@ -10,8 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pytest
 
-from pipelines.validate import Verdict, format_verdict, run, validate_output, validate_table
+import schemas.expectations
+from pipelines import validate
+from pipelines.validate import ValidationWorkers, Verdict, format_verdict, run, validate_output, validate_table
 from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, TABLES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -342,6 +345,44 @@ def test_rule_failures_show_the_rule_columns_and_row_keys(tmp_path):
     assert ended_by.example_rows == [{"channel_id": "c2", "seq": 1, PARTITION_COLUMN: "2024-01-02"}]
     assert "[rule: ended_by is null exactly when end_at is null] failed: 1 of 7 rows" in ended_by.describe()
     assert len(verdict.failures) == 4, format_verdict(verdict)
+
+
+def test_workers_give_the_verdict_files_and_docs_of_one_process(tmp_path):
+    sessions = [_session("c1", DAY1, hold_ms=-5), {**_open_session("c2", DAY2), "hold_ms": 5, "talk_ms": -5}]
+    segments = _valid_tables()["channel_segments"]
+    segments[-1] = {**segments[-1], "ended_by": "held"}
+    _output(tmp_path / "here", channel_sessions=sessions, channel_segments=segments)
+    _output(tmp_path / "workers", channel_sessions=sessions, channel_segments=segments)
+    here = validate_output(str(tmp_path / "here"))
+    there = validate_output(str(tmp_path / "workers"), workers=ValidationWorkers())
+
+    assert not there.success and there.headline == here.headline
+    assert list(there.tables) == list(TABLES)
+    assert [t.failures for t in there.tables.values()] == [t.failures for t in here.tables.values()]
+    assert format_verdict(there) == format_verdict(here).replace("/here/", "/workers/")
+    docs = [
+        sorted(p.relative_to(r).parts[:2] for p in r.rglob("*.html")) for r in (tmp_path / "here", tmp_path / "workers")
+    ]
+    assert docs[0] == docs[1] and len(docs[0]) == 11  # the index, a suite page and a result page per table
+    index = (tmp_path / "workers" / "_validation" / "data_docs" / "index.html").read_text()
+    assert all(f"expectations/{table}.html" in index and f"validations/{table}/" in index for table in TABLES)
+    assert "dataContextId" not in index  # as in one process: no id in the pages' links
+
+
+def test_workers_take_every_table_and_raise_what_a_worker_raised(tmp_path, monkeypatch):
+    assert sorted(validate._LONGEST_FIRST) == sorted(TABLES)
+    root = _output(tmp_path)
+    next((root / "agent_sessions").rglob("*.parquet")).write_bytes(b"not parquet")
+    with pytest.raises(pa.ArrowInvalid):  # as in one process (``vccflow validate`` exits 2 on it)
+        validate_output(str(root), workers=ValidationWorkers())
+
+    def fail() -> None:
+        raise ImportError("no great_expectations here")
+
+    monkeypatch.setattr(schemas.expectations, "import_gx", fail)
+    workers = ValidationWorkers()  # the worker imports GX with the function it forked with
+    with pytest.raises(ImportError, match="no great_expectations here"):
+        validate_output(str(root), ["dead_letter"], data_docs=False, workers=workers)
 
 
 def test_connected_parts_not_summing_fails(tmp_path):
