@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -27,6 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
 from pipelines.validate import ValidationWorkers, format_verdict, validate_output
+from pipelines.worker import WorkerZygote
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.io import ReadNotifications, expand_patterns, total_size
@@ -108,12 +110,26 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int
     )
 
 
-def make_pipeline(beam_args: list[str], input_bytes: int = 0) -> beam.Pipeline:
-    """A pipeline on the user's ``--runner``, or on Beam's FnApiRunner: in-process for small
-    inputs; from :data:`PARALLEL_INPUT_BYTES` of input on (or with ``--direct_num_workers``
-    above 1), with one SDK worker process per core (or that many), each a
-    :mod:`pipelines.worker`. A ``--direct_running_mode`` given on the command line is Beam's
-    own choice of mode and worker."""
+def worker_processes(beam_args: list[str], input_bytes: int) -> int:
+    """How many SDK worker processes vccflow starts for a run on the default runner: one per
+    core from :data:`PARALLEL_INPUT_BYTES` of input on, or ``--direct_num_workers``; 0 when
+    that is 1 (the run is in-process) or when ``--runner`` or ``--direct_running_mode``
+    (Beam's own choice of mode and worker) is given."""
+    if _given(beam_args, "--runner") or _given(beam_args, "--direct_running_mode"):
+        return 0
+    if _given(beam_args, "--direct_num_workers"):
+        from apache_beam.options.pipeline_options import DirectOptions
+
+        count = PipelineOptions(beam_args).view_as(DirectOptions).direct_num_workers
+    else:
+        count = (os.cpu_count() or 1) if input_bytes >= PARALLEL_INPUT_BYTES else 1
+    return count if count > 1 else 0
+
+
+def make_pipeline(beam_args: list[str], input_bytes: int = 0, worker_command: str | None = None) -> beam.Pipeline:
+    """A pipeline on the user's ``--runner``, or on Beam's FnApiRunner: in-process, or with
+    :func:`worker_processes` SDK worker processes started by ``worker_command`` (default
+    ``python -m pipelines.worker``, see :mod:`pipelines.worker`)."""
     options = PipelineOptions(beam_args)
     if _given(beam_args, "--runner"):
         return beam.Pipeline(options=options)
@@ -122,23 +138,23 @@ def make_pipeline(beam_args: list[str], input_bytes: int = 0) -> beam.Pipeline:
     from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
     direct = options.view_as(DirectOptions)
-    beams_choice = _given(beam_args, "--direct_running_mode")
-    if not beams_choice and not _given(beam_args, "--direct_num_workers"):
-        direct.direct_num_workers = (os.cpu_count() or 1) if input_bytes >= PARALLEL_INPUT_BYTES else 1
-    if beams_choice or direct.direct_num_workers <= 1:
+    processes = worker_processes(beam_args, input_bytes)
+    if not processes:
         log.info(
             "runner: FnApiRunner, %s, %d worker(s) (%.0f MiB of input)",
             direct.direct_running_mode, direct.direct_num_workers, input_bytes / (1 << 20),
         )  # fmt: skip
         return beam.Pipeline(runner=FnApiRunner(), options=options)
-    # Beam's "multi_processing" mode with vccflow's worker entry point; the runner's mode option
+    direct.direct_num_workers = processes
+    # Beam's "multi_processing" mode with vccflow's worker command; the runner's mode option
     # stays "in_memory" (it would replace the environment), so its warning about it is dropped.
     _FN_RUNNER_LOG.addFilter(_drop_running_mode_warning)
-    worker = SubprocessSDKEnvironment.from_command_string(f"{sys.executable} -m pipelines.worker")
+    command = worker_command or f"{sys.executable} -m pipelines.worker"
     log.info(
-        "runner: FnApiRunner, %d worker processes (pipelines.worker) (%.0f MiB of input)",
-        direct.direct_num_workers, input_bytes / (1 << 20),
+        "runner: FnApiRunner, %d worker processes: %s (%.0f MiB of input)",
+        processes, command.removeprefix(sys.executable + " "), input_bytes / (1 << 20),
     )  # fmt: skip
+    worker = SubprocessSDKEnvironment.from_command_string(command)
     return beam.Pipeline(runner=FnApiRunner(default_environment=worker), options=options)
 
 
@@ -242,7 +258,9 @@ def run(argv: list[str] | None = None) -> int:
     staging = outputs.staging_root(root, run_id)
     log.info("batch run %s: %d input file(s), staging in %s", run_id, len(paths), staging)
     try:
-        with make_pipeline(beam_args, input_bytes) as p:
+        # forked before the pipeline runs (and starts gRPC threads): worker processes, then validators
+        zygote = WorkerZygote() if worker_processes(beam_args, input_bytes) else None
+        with zygote or nullcontext(), make_pipeline(beam_args, input_bytes, zygote and zygote.command) as p:
             build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
             preload = _preload_validator()
         stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))

@@ -541,6 +541,7 @@ def _serve(first: Connection, second: Connection, parent_ends: list[Connection])
         conn.close()
     from schemas.expectations import import_gx
 
+    os.nice(10)  # the import takes the CPU the pipeline leaves idle; validation later runs alone
     failure = None
     try:
         import_gx()

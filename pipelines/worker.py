@@ -1,36 +1,171 @@
-"""The SDK worker process of local multi-process runs: ``python -m pipelines.worker``.
+"""The SDK worker processes of local multi-process runs.
 
-Beam's own worker (``apache_beam.runners.worker.sdk_worker_main``), which the FnApiRunner
-starts once per core for large batch inputs (:func:`pipelines.batch.make_pipeline`). The
-only difference: once the harness has finished its work and flushed its logs, the process
-leaves with ``os._exit`` instead of tearing the interpreter down. The runner stops its
-workers one after the other and waits for each to exit, and tearing down a process that
-has imported Beam, pyarrow and pandas costs ~0.4 s of garbage collection each.
+Beam's FnApiRunner starts one worker per core for large batch inputs
+(:func:`pipelines.batch.make_pipeline`) by running a command; the workers are Beam's own
+harness (``apache_beam.runners.worker.sdk_worker_main``). Two ways to start them:
+
+- ``python -m pipelines.worker``: the harness in a fresh interpreter, which leaves with
+  ``os._exit`` once it has finished and flushed its logs (the runner stops its workers one
+  after the other and waits for each; tearing down an interpreter that has imported Beam,
+  pyarrow and pandas costs ~0.4 s of garbage collection).
+- ``python -m pipelines.worker --via SOCKET``: a small client that asks a
+  :class:`WorkerZygote` to fork the harness and waits for it. ``vccflow batch`` starts the
+  zygote before it builds its pipeline; it imports Beam and vccflow once, so every worker
+  is ready in milliseconds instead of each paying the ~1.5 CPU-s an import of Beam costs.
+
+The client imports nothing heavy: it hands over its standard streams and its environment
+(the runner's control and logging endpoints), then exits with the harness's exit code.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import traceback
 
-from apache_beam.runners.worker import sdk_worker_main
 
+def run_harness() -> int:
+    """Beam's SDK harness until the runner closes it: 0, or 1 after printing the error."""
+    from apache_beam.runners.worker import sdk_worker_main
 
-def main() -> None:
-    """Run the harness until the runner closes it; exit 0, or 1 after printing the error."""
     try:
         sdk_worker_main.main(sys.argv)
-        code = 0
     except BaseException:  # noqa: BLE001 (printed, then the exit code says it)
         traceback.print_exc()
-        code = 1
+        return 1
+    return 0
+
+
+def _leave(code: int) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
+class WorkerZygote:
+    """A process that forks one SDK harness per request of ``python -m pipelines.worker
+    --via`` (:attr:`command` is that command line), with Beam and vccflow imported once.
+
+    It is a fresh interpreter (``python -m pipelines.worker --zygote``), never a fork of the
+    caller: a process that has run a pipeline holds gRPC state a forked harness must not
+    inherit. It listens from the start, so workers asked for while it still imports wait.
+    Use it as a context manager around the pipeline run: leaving it stops the zygote (the
+    harnesses it forked end when the runner closes them).
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="vccflow-workers-")
+        self.socket_path = os.path.join(self._dir, "zygote.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(self.socket_path)
+            listener.listen(64)
+            stop_r, self._stop_w = os.pipe()
+            fds = (listener.fileno(), stop_r)
+            cmd = [sys.executable, "-m", "pipelines.worker", "--zygote", *map(str, fds)]
+            self._process = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL)
+            os.close(stop_r)
+        self.command = f"{sys.executable} -m pipelines.worker --via {self.socket_path}"
+
+    def __enter__(self) -> WorkerZygote:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the zygote and remove its socket (idempotent)."""
+        if self._stop_w >= 0:
+            os.write(self._stop_w, b"x")  # (processes forked since may hold copies: no EOF yet)
+            os.close(self._stop_w)
+            self._stop_w = -1
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _serve(listener: socket.socket, stop: int) -> None:
+    """The zygote: import Beam's harness and vccflow's transforms, then fork a harness per
+    connection until ``stop`` is readable (a byte from :meth:`WorkerZygote.close`, or EOF
+    once every process holding its other end is gone)."""
+    from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 (imported once, for every harness)
+
+    import transforms.io  # noqa: F401 (what the batch job's workers run)
+    import transforms.parquet  # noqa: F401
+    import transforms.sessionize  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # harnesses are reaped by the kernel
+    gc.freeze()  # the imports live as long as the process: collections need not scan them
+    while True:
+        ready, _, _ = select.select([listener, stop], [], [])
+        if stop in ready:
+            return
+        conn, _ = listener.accept()
+        _, stdio, _, _ = socket.recv_fds(conn, 1, 3)
+        with conn.makefile("rb") as f:
+            env = json.loads(f.readline())
+        if os.fork() == 0:
+            listener.close()
+            os.close(stop)
+            _harness_child(conn, stdio, env)
+        conn.close()
+        for fd in stdio:
+            os.close(fd)
+
+
+def _harness_child(conn: socket.socket, stdio: list[int], env: dict[str, str]) -> None:
+    """In a fresh fork of the zygote: the harness with the client's standard streams and
+    environment, its exit code sent back to the client."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the process's own streams)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    for handler in logging.root.handlers[:]:  # the caller's console logging: the harness logs to the runner
+        logging.root.removeHandler(handler)
+    os.environ.clear()
+    os.environ.update(env)
+    code = run_harness()
+    try:
+        conn.sendall(bytes([code]))
+    finally:
+        _leave(code)
+
+
+def _via(path: str) -> int:
+    """The client: have the zygote at ``path`` fork a harness with this environment, wait for
+    it to finish and return its exit code (1 if it vanished without one)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        socket.send_fds(conn, [b"."], [0, 1, 2])
+        conn.sendall(json.dumps(dict(os.environ)).encode() + b"\n")
+        status = conn.recv(1)
+    return status[0] if status else 1
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--via"] and len(argv) == 2:
+        sys.exit(_via(argv[1]))
+    if argv[:1] == ["--zygote"] and len(argv) == 3:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+        listener, stop = (int(fd) for fd in argv[1:])
+        _serve(socket.socket(fileno=listener), stop)
+        _leave(0)
+    _leave(run_harness())
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

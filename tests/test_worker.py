@@ -1,0 +1,70 @@
+"""The SDK worker processes of local multi-process runs (``pipelines.worker``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.batch import make_pipeline
+from pipelines.worker import WorkerZygote
+
+
+def _client(zygote: WorkerZygote, env: dict[str, str]) -> subprocess.CompletedProcess:
+    cmd = zygote.command.split()
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_zygote_passes_the_harness_exit_code_and_streams_and_stops_when_closed():
+    with WorkerZygote() as zygote:
+        assert zygote.command == f"{sys.executable} -m pipelines.worker --via {zygote.socket_path}"
+        # no control endpoint in the environment: Beam's harness fails, in the forked process,
+        # and prints why on the client's stderr
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_SERVICE_DESCRIPTOR")}
+        done = _client(zygote, env)
+        assert done.returncode == 1
+        assert "KeyError: 'CONTROL_API_SERVICE_DESCRIPTOR'" in done.stderr
+        assert _client(zygote, env).returncode == 1  # one harness per request
+        process, path = zygote._process, zygote.socket_path
+    assert process.returncode == 0
+    assert not os.path.exists(path)
+
+
+def test_client_without_a_zygote_fails():
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.worker", "--via", "/nonexistent/zygote.sock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "FileNotFoundError" in done.stderr
+
+
+def _sums_per_key(p: beam.Pipeline) -> None:
+    """A small keyed sum, computed outside this process."""
+    here = os.getpid()
+    sums = (
+        p
+        | beam.Create(range(1000))
+        | beam.Map(lambda x: (x % 7, x))
+        | beam.GroupByKey()
+        | beam.MapTuple(lambda k, xs: (k, sum(xs), os.getpid()))
+    )
+    expected = [(k, sum(range(k, 1000, 7))) for k in range(7)]
+    assert_that(sums | "Sums" >> beam.MapTuple(lambda k, s, pid: (k, s)), equal_to(expected), label="CheckSums")
+    elsewhere = sums | "Elsewhere" >> beam.MapTuple(lambda k, s, pid: pid != here) | beam.Distinct()
+    assert_that(elsewhere, equal_to([True]), label="CheckElsewhere")
+
+
+def test_pipeline_runs_on_fresh_worker_processes():
+    with make_pipeline(["--direct_num_workers=2"]) as p:
+        _sums_per_key(p)
+
+
+def test_pipeline_runs_on_workers_forked_by_the_zygote():
+    with WorkerZygote() as zygote, make_pipeline(["--direct_num_workers=2"], 0, zygote.command) as p:
+        _sums_per_key(p)
