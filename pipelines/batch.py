@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
 from pipelines.validate import ValidationWorkers, format_verdict, validate_output
-from pipelines.worker import WorkerZygote
+from pipelines.worker import PARALLEL_INPUT_BYTES, WorkerZygote, claim_early
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.io import ReadNotifications, expand_patterns, total_size
@@ -38,8 +38,6 @@ from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_let
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARDS = 16
-#: From this much input on, the default runner uses one worker process per core.
-PARALLEL_INPUT_BYTES = 64 << 20
 
 EXAMPLES = """examples:
   vccflow batch --input samples/vcc-demo/notifications-*.jsonl --output out/demo
@@ -259,7 +257,12 @@ def run(argv: list[str] | None = None) -> int:
     log.info("batch run %s: %d input file(s), staging in %s", run_id, len(paths), staging)
     try:
         # forked before the pipeline runs (and starts gRPC threads): worker processes, then validators
-        zygote = WorkerZygote() if worker_processes(beam_args, input_bytes) else None
+        zygote = claim_early()
+        if worker_processes(beam_args, input_bytes):
+            zygote = zygote or WorkerZygote()
+        elif zygote is not None:  # started early for nothing: small input after all
+            zygote.close()
+            zygote = None
         with zygote or nullcontext(), make_pipeline(beam_args, input_bytes, zygote and zygote.command) as p:
             build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
             preload = _preload_validator()

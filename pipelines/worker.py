@@ -20,6 +20,7 @@ The client imports nothing heavy: it hands over its standard streams and its env
 from __future__ import annotations
 
 import gc
+import glob
 import json
 import logging
 import os
@@ -94,6 +95,37 @@ class WorkerZygote:
                 self._process.kill()
                 self._process.wait()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+#: From this much input on, the default runner uses one worker process per core.
+PARALLEL_INPUT_BYTES = 64 << 20
+_early: list[WorkerZygote] = []
+
+
+def start_early(argv: list[str]) -> WorkerZygote | None:
+    """For the ``vccflow`` console script, before it imports Beam: start the zygote of a
+    ``batch`` run that will most likely use worker processes (several cores, no runner
+    flags, local inputs of at least :data:`PARALLEL_INPUT_BYTES`), so that it imports while
+    the caller does. :func:`claim_early` hands it to the run; closing it twice is harmless."""
+    args = [a for a in argv if a not in ("-v", "--verbose")]
+    if args[:1] != ["batch"] or (os.cpu_count() or 1) < 2:
+        return None
+    if any(a.split("=")[0] in ("--runner", "--direct_running_mode", "--direct_num_workers") for a in args):
+        return None
+    patterns = [v for k, v in zip(args, args[1:], strict=False) if k == "--input"]
+    patterns += [a.removeprefix("--input=") for a in args if a.startswith("--input=")]
+    if not patterns or any("://" in p for p in patterns):
+        return None
+    paths = {path for p in patterns for path in glob.glob(p)}
+    if sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) < PARALLEL_INPUT_BYTES:
+        return None
+    _early.append(WorkerZygote())
+    return _early[-1]
+
+
+def claim_early() -> WorkerZygote | None:
+    """The zygote :func:`start_early` started, if any (once)."""
+    return _early.pop() if _early else None
 
 
 def _serve(listener: socket.socket, stop: int) -> None:

@@ -68,3 +68,31 @@ def test_pipeline_runs_on_fresh_worker_processes():
 def test_pipeline_runs_on_workers_forked_by_the_zygote():
     with WorkerZygote() as zygote, make_pipeline(["--direct_num_workers=2"], 0, zygote.command) as p:
         _sums_per_key(p)
+
+
+def test_console_starts_the_zygote_early_only_for_a_large_local_batch_run(tmp_path, monkeypatch):
+    from pipelines import worker
+
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 2)
+    small = tmp_path / "small.jsonl"
+    small.write_bytes(b"{}\n")
+    big = tmp_path / "big.jsonl"
+    with big.open("wb") as f:  # sparse: its size, not its blocks, counts
+        f.truncate(worker.PARALLEL_INPUT_BYTES)
+    pattern = str(tmp_path / "*.jsonl")
+    for argv in (
+        ["batch", "--input", str(small), "--output", "out"],
+        ["stream", "--input", pattern],
+        ["batch", "--input", pattern, "--runner", "DataflowRunner"],
+        ["batch", "--input", pattern, "--direct_num_workers=1"],
+        ["batch", "--input", "gs://bucket/*.jsonl", "--input", pattern],
+    ):
+        assert worker.start_early(argv) is None, argv
+    assert worker.claim_early() is None
+    for argv in (["-v", "batch", "--input", pattern, "--output", "out"], ["batch", f"--input={big}"]):
+        zygote = worker.start_early(argv)
+        assert zygote is not None, argv
+        assert worker.claim_early() is zygote
+        assert worker.claim_early() is None
+        zygote.close()
+        zygote.close()
