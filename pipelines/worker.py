@@ -138,12 +138,13 @@ def _serve(listener: socket.socket, stop: int) -> None:
     import transforms.parquet  # noqa: F401
     import transforms.sessionize  # noqa: F401
 
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # harnesses are reaped by the kernel
     gc.freeze()  # the imports live as long as the process: collections need not scan them
     while True:
         ready, _, _ = select.select([listener, stop], [], [])
         if stop in ready:
+            _reap(block=True)
             return
+        _reap(block=False)
         conn, _ = listener.accept()
         _, stdio, _, _ = socket.recv_fds(conn, 1, 3)
         with conn.makefile("rb") as f:
@@ -157,10 +158,19 @@ def _serve(listener: socket.socket, stop: int) -> None:
             os.close(fd)
 
 
+def _reap(block: bool) -> None:
+    """Collect exited harnesses (all of them, waiting, with ``block``): their CPU time then
+    counts in this process's children, and so in its caller's."""
+    try:
+        while os.waitpid(-1, 0 if block else os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
 def _harness_child(conn: socket.socket, stdio: list[int], env: dict[str, str]) -> None:
     """In a fresh fork of the zygote: the harness with the client's standard streams and
     environment, its exit code sent back to the client."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
         os.close(fd)
