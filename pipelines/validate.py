@@ -28,7 +28,6 @@ import json
 import logging
 import multiprocessing
 import os
-import pickle
 import posixpath
 import shutil
 import signal
@@ -524,6 +523,8 @@ class ValidationWorkers:
             reply = conn.recv()
         except (EOFError, OSError) as exc:
             raise RuntimeError("a validation worker process ended unexpectedly") from exc
+        except Exception as exc:  # noqa: BLE001 (an exception sent that cannot be rebuilt here)
+            raise RuntimeError(f"a validation worker failed; its error could not be read: {exc}") from exc
         if isinstance(reply, BaseException):
             raise reply
         return reply
@@ -592,16 +593,16 @@ def _work(conn: Connection, job: _Job, failure: Exception | None) -> None:
         return
     except BaseException as exc:  # noqa: BLE001 (raised again by the main process)
         exc.add_note(f"in validation worker process {os.getpid()}:\n{traceback.format_exc()}")
-        conn.send(_picklable(exc))
+        try:
+            conn.send(exc)
+        except Exception:  # noqa: BLE001 (an exception that cannot be sent: its text instead)
+            conn.send(_as_text(exc))
 
 
-def _picklable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives a pickle round trip, else a RuntimeError with its text."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:  # noqa: BLE001 (any exception can fail to pickle or to unpickle)
-        return RuntimeError(f"{type(exc).__name__}: {exc}\n{exc.__notes__[-1]}")
-    return exc
+def _as_text(exc: BaseException) -> RuntimeError:
+    """A RuntimeError carrying ``exc``'s type, text and notes (it always crosses a pipe)."""
+    notes = "\n".join(getattr(exc, "__notes__", ()))
+    return RuntimeError(f"{type(exc).__name__}: {exc}\n{notes}")
 
 
 def _site_builder(context: Any, docs_dir: str) -> Any:
