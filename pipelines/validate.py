@@ -33,6 +33,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
@@ -530,6 +531,29 @@ class ValidationWorkers:
         return reply
 
 
+def _import_gx_when_idle() -> Exception | None:
+    """Import GX in a thread at the lowest CPU priority (Linux sets it per thread), so that it
+    takes only CPU the pipeline leaves idle (on the benchmark it ends just as the pipeline
+    does); validation then runs in the main thread at the process's own priority. Returns
+    the import's exception, if any (raised by the main process, when it validates)."""
+    from schemas.expectations import import_gx
+
+    failure: list[Exception] = []
+
+    def load() -> None:
+        with suppress(OSError):  # a platform without per-thread priorities: import at full priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            import_gx()
+        except Exception as exc:  # noqa: BLE001 (reported when validating)
+            failure.append(exc)
+
+    thread = threading.Thread(target=load, name="vccflow-import-gx")
+    thread.start()
+    thread.join()  # the process forks later: no thread may be left running
+    return failure[0] if failure else None
+
+
 def _serve(first: Connection, second: Connection, parent_ends: list[Connection]) -> None:
     """The first worker process: import GX, wait for a :class:`_Job`, fork the second worker
     (sharing the imports) if the job needs two, and validate what ``first`` asks for.
@@ -540,16 +564,7 @@ def _serve(first: Connection, second: Connection, parent_ends: list[Connection])
     os.setpgid(0, 0)
     for conn in parent_ends:
         conn.close()
-    from schemas.expectations import import_gx
-
-    # The import takes only CPU the pipeline leaves idle (on the benchmark it ends just as
-    # the pipeline does); validation itself later runs alone, where priority does not matter.
-    os.nice(19)
-    failure = None
-    try:
-        import_gx()
-    except Exception as exc:  # noqa: BLE001 (raised by the main process, when it validates)
-        failure = exc
+    failure = _import_gx_when_idle()
     gc.freeze()  # the imports live as long as the process: collections need not scan them
     try:
         job = first.recv()

@@ -462,3 +462,23 @@ def test_run_exit_codes(tmp_path, capsys):
     assert "not a vccflow output" in capsys.readouterr().err
     (tmp_path / "empty" / "_run_report.json").write_text("{}")
     assert run([str(tmp_path / "empty"), "--no-docs"]) == 0
+
+
+_PRIORITY_PROBE = """
+import os, threading
+import schemas.expectations
+from pipelines.validate import _import_gx_when_idle
+
+seen = []
+schemas.expectations.import_gx = lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+before = os.getpriority(os.PRIO_PROCESS, 0)
+assert _import_gx_when_idle() is None
+assert seen == [19], seen
+assert os.getpriority(os.PRIO_PROCESS, 0) == before, os.getpriority(os.PRIO_PROCESS, 0)
+"""
+
+
+def test_validation_workers_import_gx_at_low_priority_then_validate_at_their_own():
+    """Only the importing thread is niced (Linux priorities are per thread)."""
+    done = subprocess.run([sys.executable, "-c", _PRIORITY_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
