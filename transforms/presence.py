@@ -115,7 +115,11 @@ class AgentResult(NamedTuple):
 #: ``closed`` False: an open segment's start (``end == start``). Plain tuples, not a
 #: NamedTuple: an agent has hundreds of them.
 _Piece = tuple[int, int, str | None, str | None, bool]
+#: A usable segment of the agent: ``(start_at, end_at, state, channel_id)``.
+_Segment = tuple[int, int | None, str | None, str | None]
+_MISSING = object()  # an ``end_at`` key absent from a segment dict
 _START = itemgetter(0)
+_END = itemgetter(1)
 _BOUNDS = itemgetter(0, 1)
 _PRESENCE_ORDER = attrgetter("ts", "id", "source")
 
@@ -175,27 +179,34 @@ def _presence_rows(agent_id: str, events: list[Event]) -> list[dict]:
     return rows
 
 
-def _agent_segments(agent_id: str, channel_segments: Iterable[dict]) -> list[dict]:
+def _agent_segments(agent_id: str, channel_segments: Iterable[dict]) -> list[_Segment]:
     """The agent's own agent-role segments with a usable start, one copy per (channel, seq)."""
-    keyed: dict[tuple, dict] = {}
-    loose: list[dict] = []
+    keyed: dict[tuple, _Segment] = {}
+    loose: list[_Segment] = []
+    no_end = False  # a kept segment without an ``end_at`` key: a KeyError if it survives
     for seg in channel_segments:
         if not isinstance(seg, dict) or seg.get("party_role") != "agent" or seg.get("agent_id") != agent_id:
             continue
-        start, end = seg.get("start_at"), seg.get("end_at")
+        start, end = seg.get("start_at"), seg.get("end_at", _MISSING)
         if type(start) is not int and not _is_time(start):
             continue
-        if end is not None and type(end) is not int and not _is_time(end):
+        if end is _MISSING:
+            no_end = True
+        elif end is not None and type(end) is not int and not _is_time(end):
             continue
         channel_id, seq = seg.get("channel_id"), seg.get("seq")
+        piece = (start, end, seg.get("state"), channel_id)
         if channel_id is None or seq is None:
-            loose.append(seg)
+            loose.append(piece)
             continue
         key = (channel_id, seq)
-        cur = keyed.setdefault(key, seg)
-        if cur is not seg and _copy_rank(seg) > _copy_rank(cur):
-            keyed[key] = seg
-    return list(keyed.values()) + loose
+        cur = keyed.setdefault(key, piece)
+        if cur is not piece and _copy_rank(piece) > _copy_rank(cur):
+            keyed[key] = piece
+    segments = [*keyed.values(), *loose]
+    if no_end and any(end is _MISSING for _, end, _, _ in segments):
+        raise KeyError("end_at")
+    return segments
 
 
 def _is_time(value: object) -> bool:
@@ -203,9 +214,11 @@ def _is_time(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _copy_rank(seg: dict) -> tuple:
-    end = seg.get("end_at")
-    return (end is not None, end if end is not None else -1, -seg["start_at"], str(seg.get("state")))
+def _copy_rank(seg: _Segment) -> tuple:
+    start, end, state, _ = seg
+    if end is _MISSING:
+        end = None
+    return (end is not None, end if end is not None else -1, -start, str(state))
 
 
 def _work(pieces: list[_Piece], first_connect: dict) -> dict:
@@ -345,8 +358,16 @@ def sessionize_agent(
     connects: list[tuple] = []
     in_session: list[list[_Piece]] = [[] for _ in range(n)]
     in_gap: dict[int, list[_Piece]] = defaultdict(list)
-    for seg in segments:
-        a, b, state, ch = seg["start_at"], seg["end_at"], seg.get("state"), seg.get("channel_id")
+    if n == 1:  # the usual case: one login session holding every segment, each closed and not a point
+        login, end = starts[0], ends[0]
+        inside = [(a, b, state, ch, True) for a, b, state, ch in segments if b is not None and login <= a < b <= end]
+        if len(inside) == len(segments):  # the same pieces the loop below would make
+            in_session[0], segments = inside, []
+            connects = [(ch, a) for a, _, state, ch, _ in inside if state == "connected"]
+            last = max(map(_END, inside), default=None)
+            if last is not None and (last_known is None or last > last_known):
+                last_known = last
+    for a, b, state, ch in segments:
         t = b if b is not None and b > a else a  # max(a, b)
         if last_known is None or t > last_known:
             last_known = t

@@ -119,9 +119,15 @@ def pack_work(segments: list[tuple], sessions: list[tuple]) -> bytes:
 
 
 def unpack_work(packed: bytes) -> tuple[list[dict], list[dict]]:
+    """Segments and sessions of :func:`pack_work` as dicts keyed by ``_WORK_SEGMENT_KEYS`` /
+    ``_WORK_SESSION_KEYS`` (segments through a dict display in that key order: ~2x faster
+    than ``dict(zip())`` on the agents stage's tens of thousands of segments)."""
     segments, sessions = msgspec.msgpack.decode(decompress(packed))
     return (
-        [dict(zip(_WORK_SEGMENT_KEYS, s, strict=True)) for s in segments],
+        [
+            {"channel_id": c, "agent_id": a, "party_role": r, "seq": q, "state": st, "start_at": s, "end_at": e}
+            for c, a, r, q, st, s, e in segments
+        ],
         [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions],
     )
 
