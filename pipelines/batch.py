@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
 from pipelines.validate import ValidationWorkers, format_verdict, validate_output
-from pipelines.worker import PARALLEL_INPUT_BYTES, WorkerZygote, claim_early
+from pipelines.worker import WorkerZygote, claim_early, flag_given, worker_processes
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.io import ReadNotifications, expand_patterns, total_size
@@ -108,28 +108,12 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int
     )
 
 
-def worker_processes(beam_args: list[str], input_bytes: int) -> int:
-    """How many SDK worker processes vccflow starts for a run on the default runner: one per
-    core from :data:`PARALLEL_INPUT_BYTES` of input on, or ``--direct_num_workers``; 0 when
-    that is 1 (the run is in-process) or when ``--runner`` or ``--direct_running_mode``
-    (Beam's own choice of mode and worker) is given."""
-    if _given(beam_args, "--runner") or _given(beam_args, "--direct_running_mode"):
-        return 0
-    if _given(beam_args, "--direct_num_workers"):
-        from apache_beam.options.pipeline_options import DirectOptions
-
-        count = PipelineOptions(beam_args).view_as(DirectOptions).direct_num_workers
-    else:
-        count = (os.cpu_count() or 1) if input_bytes >= PARALLEL_INPUT_BYTES else 1
-    return count if count > 1 else 0
-
-
 def make_pipeline(beam_args: list[str], input_bytes: int = 0, worker_command: str | None = None) -> beam.Pipeline:
     """A pipeline on the user's ``--runner``, or on Beam's FnApiRunner: in-process, or with
     :func:`worker_processes` SDK worker processes started by ``worker_command`` (default
     ``python -m pipelines.worker``, see :mod:`pipelines.worker`)."""
     options = PipelineOptions(beam_args)
-    if _given(beam_args, "--runner"):
+    if flag_given(beam_args, "--runner"):
         return beam.Pipeline(options=options)
     from apache_beam.options.pipeline_options import DirectOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -161,18 +145,6 @@ _FN_RUNNER_LOG = logging.getLogger("apache_beam.runners.portability.fn_api_runne
 
 def _drop_running_mode_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("If direct_num_workers is not equal to 1")
-
-
-def _given(beam_args: list[str], flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in beam_args)
-
-
-def _preload_validator() -> ValidationWorkers:
-    """Fork the validation workers before the pipeline starts its gRPC threads (a fork is safe
-    then): the first imports Great Expectations (2-3 CPU-s) while the pipeline runs, and the
-    validation step validates the tables in two processes. A failure to import GX is left
-    for the validation step to report."""
-    return ValidationWorkers()
 
 
 def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict, staging: str, root: str) -> dict:
@@ -256,7 +228,8 @@ def run(argv: list[str] | None = None) -> int:
     staging = outputs.staging_root(root, run_id)
     log.info("batch run %s: %d input file(s), staging in %s", run_id, len(paths), staging)
     try:
-        # forked before the pipeline runs (and starts gRPC threads): worker processes, then validators
+        # started before the pipeline runs (and starts gRPC threads): the worker zygote, then the
+        # validation workers (forked; the first imports GX while the pipeline runs)
         zygote = claim_early()
         if worker_processes(beam_args, input_bytes):
             zygote = zygote or WorkerZygote()
@@ -265,13 +238,13 @@ def run(argv: list[str] | None = None) -> int:
             zygote = None
         with zygote or nullcontext(), make_pipeline(beam_args, input_bytes, zygote and zygote.command) as p:
             build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
-            preload = _preload_validator()
+            validators = ValidationWorkers()
         stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))
         outputs.fill_empty_tables(
             staging, {t: stats.get(f"rows.{t}", 0) for t in TABLES}, utc_date(time.time_ns() // 1000)
         )
         log.info("pipeline done in %.1fs; validating", time.monotonic() - started)
-        verdict = validate_output(staging, data_docs=outputs.is_local(root), workers=preload)
+        verdict = validate_output(staging, data_docs=outputs.is_local(root), workers=validators)
         log.info("validation %s in %.1fs", "passed" if verdict.success else "FAILED", time.monotonic() - started)
         report = build_report(stats, paths, run_id, started, verdict, staging, root)
         outputs.write_json(beam.io.filesystems.FileSystems.join(staging, outputs.REPORT), report)

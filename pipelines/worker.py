@@ -102,22 +102,43 @@ PARALLEL_INPUT_BYTES = 64 << 20
 _early: list[WorkerZygote] = []
 
 
+def flag_given(args: list[str], flag: str) -> bool:
+    """Whether ``--flag`` (alone or as ``--flag=value``) is among ``args``."""
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def worker_processes(beam_args: list[str], input_bytes: int) -> int:
+    """How many SDK worker processes vccflow starts for a run on the default runner: one per
+    core from :data:`PARALLEL_INPUT_BYTES` of input on, or ``--direct_num_workers`` (0: one
+    per core, as in Beam); 0 when that is 1 (the run is in-process) or when ``--runner`` or
+    ``--direct_running_mode`` (Beam's own choice of mode and worker) is given."""
+    if flag_given(beam_args, "--runner") or flag_given(beam_args, "--direct_running_mode"):
+        return 0
+    cores = os.cpu_count() or 1
+    count = cores if input_bytes >= PARALLEL_INPUT_BYTES else 1
+    for i, arg in enumerate(beam_args):
+        value = arg.removeprefix("--direct_num_workers=") if arg.startswith("--direct_num_workers=") else None
+        if arg == "--direct_num_workers" and i + 1 < len(beam_args):
+            value = beam_args[i + 1]
+        if value is not None and value.isdigit():
+            count = int(value) or cores
+    return count if count > 1 else 0
+
+
 def start_early(argv: list[str]) -> WorkerZygote | None:
     """For the ``vccflow`` console script, before it imports Beam: start the zygote of a
-    ``batch`` run that will most likely use worker processes (several cores, no runner
-    flags, local inputs of at least :data:`PARALLEL_INPUT_BYTES`), so that it imports while
-    the caller does. :func:`claim_early` hands it to the run; closing it twice is harmless."""
+    ``batch`` run whose local inputs (their sizes found with the standard library) mean it
+    will use worker processes (:func:`worker_processes`), so that it imports while the
+    caller does. :func:`claim_early` hands it to the run; closing it twice is harmless."""
     args = [a for a in argv if a not in ("-v", "--verbose")]
-    if args[:1] != ["batch"] or (os.cpu_count() or 1) < 2:
-        return None
-    if any(a.split("=")[0] in ("--runner", "--direct_running_mode", "--direct_num_workers") for a in args):
+    if args[:1] != ["batch"]:
         return None
     patterns = [v for k, v in zip(args, args[1:], strict=False) if k == "--input"]
     patterns += [a.removeprefix("--input=") for a in args if a.startswith("--input=")]
     if not patterns or any("://" in p for p in patterns):
         return None
     paths = {path for p in patterns for path in glob.glob(p)}
-    if sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) < PARALLEL_INPUT_BYTES:
+    if not worker_processes(args, sum(os.path.getsize(p) for p in paths if os.path.isfile(p))):
         return None
     _early.append(WorkerZygote())
     return _early[-1]

@@ -182,6 +182,7 @@ def test_default_runner_uses_one_worker_process_per_core_for_large_inputs(monkey
     from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
     from pipelines import batch
+    from pipelines.worker import PARALLEL_INPUT_BYTES
 
     monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
 
@@ -193,11 +194,13 @@ def test_default_runner_uses_one_worker_process_per_core_for_large_inputs(monkey
         return direct.direct_running_mode, direct.direct_num_workers, worker
 
     vccflow_worker = f"{sys.executable} -m pipelines.worker"
-    big = batch.PARALLEL_INPUT_BYTES
+    big = PARALLEL_INPUT_BYTES
     assert mode([], big - 1) == ("in_memory", 1, None)
     assert mode([], big) == ("in_memory", 4, vccflow_worker)
     assert mode(["--direct_num_workers=3"], big) == ("in_memory", 3, vccflow_worker)
     assert mode(["--direct_num_workers=2"], 0) == ("in_memory", 2, vccflow_worker)
+    assert mode(["--direct_num_workers", "3"], 0) == ("in_memory", 3, vccflow_worker)
+    assert mode(["--direct_num_workers=0"], 0) == ("in_memory", 4, vccflow_worker)  # 0: one per core, as in Beam
     assert mode(["--direct_num_workers=1"], big) == ("in_memory", 1, None)
     assert mode(["--direct_running_mode", "in_memory"], big) == ("in_memory", 1, None)
     beams_own = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]

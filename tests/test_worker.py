@@ -89,7 +89,12 @@ def test_console_starts_the_zygote_early_only_for_a_large_local_batch_run(tmp_pa
     ):
         assert worker.start_early(argv) is None, argv
     assert worker.claim_early() is None
-    for argv in (["-v", "batch", "--input", pattern, "--output", "out"], ["batch", f"--input={big}"]):
+    starting = (
+        ["-v", "batch", "--input", pattern, "--output", "out"],
+        ["batch", f"--input={big}"],
+        ["batch", "--input", str(small), "--direct_num_workers", "2"],
+    )
+    for argv in starting:
         zygote = worker.start_early(argv)
         assert zygote is not None, argv
         assert worker.claim_early() is zygote
