@@ -499,6 +499,13 @@ def test_duplicate_segment_copies_count_once_closed_copy_wins():
     assert (s["talk_ms"], s["busy_ms"], s["channels_handled"]) == (10 * MIN, 10 * MIN, 1)
 
 
+def test_a_segment_without_end_at_reads_as_open():
+    """A missing ``end_at`` key is an open segment, as ``end_at: None`` is (no KeyError)."""
+    open_seg = seg("call", 0, "connected", "2023-09-20T09:10", None)
+    no_key = {k: v for k, v in open_seg.items() if k != "end_at"}
+    assert run(LOGIN_9_TO_11, [no_key]) == run(LOGIN_9_TO_11, [open_seg])
+
+
 def test_with_segments_from_the_channel_core():
     def ch(eid: str, etype: str, t: str) -> Event:
         return Event("/channel", eid, etype, us(t), "call", party_role="agent", agent_id=AGENT, user_id=USER)

@@ -117,7 +117,6 @@ class AgentResult(NamedTuple):
 _Piece = tuple[int, int, str | None, str | None, bool]
 #: A usable segment of the agent: ``(start_at, end_at, state, channel_id)``.
 _Segment = tuple[int, int | None, str | None, str | None]
-_MISSING = object()  # an ``end_at`` key absent from a segment dict
 _START = itemgetter(0)
 _END = itemgetter(1)
 _BOUNDS = itemgetter(0, 1)
@@ -180,19 +179,17 @@ def _presence_rows(agent_id: str, events: list[Event]) -> list[dict]:
 
 
 def _agent_segments(agent_id: str, channel_segments: Iterable[dict]) -> list[_Segment]:
-    """The agent's own agent-role segments with a usable start, one copy per (channel, seq)."""
+    """The agent's own agent-role segments with a usable start, one copy per (channel, seq);
+    a missing ``end_at`` is read as None (an open segment), like every other missing key."""
     keyed: dict[tuple, _Segment] = {}
     loose: list[_Segment] = []
-    no_end = False  # a kept segment without an ``end_at`` key: a KeyError if it survives
     for seg in channel_segments:
         if not isinstance(seg, dict) or seg.get("party_role") != "agent" or seg.get("agent_id") != agent_id:
             continue
-        start, end = seg.get("start_at"), seg.get("end_at", _MISSING)
+        start, end = seg.get("start_at"), seg.get("end_at")
         if type(start) is not int and not _is_time(start):
             continue
-        if end is _MISSING:
-            no_end = True
-        elif end is not None and type(end) is not int and not _is_time(end):
+        if end is not None and type(end) is not int and not _is_time(end):
             continue
         channel_id, seq = seg.get("channel_id"), seg.get("seq")
         piece = (start, end, seg.get("state"), channel_id)
@@ -203,10 +200,7 @@ def _agent_segments(agent_id: str, channel_segments: Iterable[dict]) -> list[_Se
         cur = keyed.setdefault(key, piece)
         if cur is not piece and _copy_rank(piece) > _copy_rank(cur):
             keyed[key] = piece
-    segments = [*keyed.values(), *loose]
-    if no_end and any(end is _MISSING for _, end, _, _ in segments):
-        raise KeyError("end_at")
-    return segments
+    return [*keyed.values(), *loose]
 
 
 def _is_time(value: object) -> bool:
@@ -216,8 +210,6 @@ def _is_time(value: object) -> bool:
 
 def _copy_rank(seg: _Segment) -> tuple:
     start, end, state, _ = seg
-    if end is _MISSING:
-        end = None
     return (end is not None, end if end is not None else -1, -start, str(state))
 
 
