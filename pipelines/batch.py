@@ -32,7 +32,7 @@ from pipelines.worker import WorkerZygote, claim_early, flag_given, worker_proce
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.io import ReadNotifications, expand_patterns, total_size
-from transforms.parquet import WriteTables, utc_date
+from transforms.parquet import RowBatch, WriteTables, utc_date
 from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int
     read = p | "InputFiles" >> beam.Create(paths) | "Read" >> ReadNotifications(shards, max_bytes)
     channels = read.channel | "Channels" >> SessionizeChannels(shards)
     agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents()
-    dead = read.dead | "DeadLetterRows" >> beam.Map(dead_letter_rows)
+    dead = read.dead | "DeadLetterRows" >> beam.Map(dead_letter_rows).with_output_types(RowBatch)
     # each writer is fused with the step producing its rows: row batches are never encoded
     written = [
         channels.rows | "WriteChannelTables" >> WriteTables(staging),

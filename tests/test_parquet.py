@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import PARTITION_COLUMN, PARTITION_SOURCE, TABLES
-from transforms.parquet import partitions, to_arrow, utc_date, write_rows
+from transforms.parquet import RowBatch, RowBatchCoder, partitions, to_arrow, utc_date, write_rows
 
 DAY = 86_400_000_000
 #: Microsecond times around the epoch and day boundaries, down to year 1 and up to year 9999.
@@ -96,3 +96,18 @@ def test_write_rows_round_trips_every_value(tmp_path):
         want = to_arrow("channel_sessions", [r for r in rows if utc_date(r["first_event_at"]) == day])
         # Parquet names a list's item "element": the cast only renames it back.
         assert pq.read_table(path).cast(want.schema).equals(want, check_metadata=True)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_a_row_batch_round_trips_through_its_coder_and_its_size_is_estimated_from_one_row(table):
+    import msgspec
+
+    rows = _rows(table, list(TIMES))
+    batch = RowBatch(table, "s00003", rows)
+    coder = RowBatchCoder()
+    decoded = coder.decode(coder.encode(batch))
+    assert type(decoded) is RowBatch
+    assert decoded == batch
+    row_bytes = len(msgspec.msgpack.encode(rows[0]))
+    assert coder.estimate_size(batch) == len(table) + len("s00003") + row_bytes * len(rows)
+    assert coder.estimate_size(RowBatch(table, "s00003", [])) == len(table) + len("s00003")

@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tests.test_timeline import T0, ev
 from transforms.events import DeadLetter, Event, pack
 from transforms.io import shard_of
-from transforms.parquet import WriteTables
+from transforms.parquet import RowBatch, RowBatchCoder, WriteTables
 from transforms.sessionize import (
     SessionizeAgents,
     SessionizeChannels,
@@ -130,3 +130,24 @@ def test_write_tables_partitions_by_utc_date(tmp_path, pipeline):
     assert sorted(df["channel_id"]) == ["chEarly", "chLate"]
     assert str(df["ended_at"].dtype) == "datetime64[us, UTC]"
     assert df.set_index("channel_id").loc["chLate", "ended_at"] == pd.Timestamp("2024-03-05T00:01:25Z")
+
+
+def test_every_row_batch_collection_of_the_batch_graph_has_the_row_batch_coder(tmp_path):
+    """Beam sizes sampled outputs with their PCollection's coder: row batches must not get a
+    generic coder, which would encode every sampled batch whole."""
+    from pipelines.batch import build_pipeline
+
+    p = beam.Pipeline()
+    build_pipeline(p, [str(tmp_path / "x.jsonl")], str(tmp_path / "out"), 4, 1 << 20)
+    writers = {}
+
+    class Visit(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            if isinstance(node.transform, WriteTables):
+                writers[node.full_label] = node.inputs[0]
+
+    p.visit(Visit())
+    assert set(writers) == {"WriteChannelTables", "WriteAgentTables", "WriteDeadLetters"}
+    for pcoll in writers.values():
+        assert pcoll.element_type is RowBatch
+        assert isinstance(beam.coders.registry.get_coder(pcoll.element_type), RowBatchCoder)

@@ -19,6 +19,7 @@ import msgspec
 
 from transforms.events import DeadLetter, Event, compress, decompress, unpack
 from transforms.io import paused_gc, shard_of
+from transforms.parquet import RowBatch
 from transforms.presence import sessionize_agent
 from transforms.timeline import ChannelResult, dedup, sessionize_channel
 
@@ -46,8 +47,8 @@ def _by_key(batches) -> dict[str, list[Event]]:
 
 
 class SessionizeChannelShardFn(beam.DoFn):
-    """``(shard, [packed events])`` in. Out: ``(table, label, rows)`` for ``channel_sessions`` and
-    ``channel_segments`` (main), ``(agent_shard, bytes)`` of agent channels (``agent_work``,
+    """``(shard, [packed events])`` in. Out: a :class:`RowBatch` of ``channel_sessions`` and one
+    of ``channel_segments`` (main), ``(agent_shard, bytes)`` of agent channels (``agent_work``,
     :func:`pack_work`) and a statistics dict (``stats``)."""
 
     def __init__(self, shards: int) -> None:
@@ -75,9 +76,9 @@ class SessionizeChannelShardFn(beam.DoFn):
                 seg_values, session_values = agent_work(result)
                 segs.extend(seg_values)
                 sess.append(session_values)
-        yield "channel_sessions", _label(shard), sessions
+        yield RowBatch("channel_sessions", _label(shard), sessions)
         if segments:
-            yield "channel_segments", _label(shard), segments
+            yield RowBatch("channel_segments", _label(shard), segments)
         for agent_shard, (segs, sess) in work.items():
             yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, pack_work(segs, sess)))
         yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "channels": len(sessions)})
@@ -89,7 +90,7 @@ class SessionizeChannelShardFn(beam.DoFn):
 
 class SessionizeChannels(beam.PTransform):
     """Channel event batches ``(shard, packed events)`` in; a tuple out: table row batches
-    ``(table, label, rows)`` (main), agent work ``(agent_shard, bytes)`` and stats."""
+    (:class:`RowBatch`, main), agent work ``(agent_shard, bytes)`` and stats."""
 
     def __init__(self, shards: int) -> None:
         super().__init__()
@@ -100,7 +101,9 @@ class SessionizeChannels(beam.PTransform):
             batches
             | "GroupByChannelShard" >> beam.GroupByKey()
             | "SessionizeChannelShard"
-            >> beam.ParDo(SessionizeChannelShardFn(self.shards)).with_outputs(AGENT_WORK, STATS, main="rows")
+            >> beam.ParDo(SessionizeChannelShardFn(self.shards))
+            .with_output_types(RowBatch)
+            .with_outputs(AGENT_WORK, STATS, main="rows")
         )
 
 
@@ -164,9 +167,9 @@ def _agent_shard_rows(shard, tagged):
         presence_rows.extend(result.presence)
         session_rows.extend(result.sessions)
     if presence_rows:
-        yield "agent_presence", _label(shard), presence_rows
+        yield RowBatch("agent_presence", _label(shard), presence_rows)
     if session_rows:
-        yield "agent_sessions", _label(shard), session_rows
+        yield RowBatch("agent_sessions", _label(shard), session_rows)
     yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": len(agents)})
     log.info(
         "agent shard %s: %d agents, %d presence rows, %d sessions in %.1fs",
@@ -176,7 +179,7 @@ def _agent_shard_rows(shard, tagged):
 
 class SessionizeAgents(beam.PTransform):
     """Presence event batches ``(shard, packed events)`` and agent work ``(shard, bytes)``
-    (:func:`pack_work`) in, as a pair; table row batches (main) and stats out."""
+    (:func:`pack_work`) in, as a pair; table row batches (:class:`RowBatch`, main) and stats out."""
 
     def expand(self, pair):
         presence, work = pair
@@ -186,12 +189,13 @@ class SessionizeAgents(beam.PTransform):
             (tagged_p, tagged_w)
             | "FlattenAgentInputs" >> beam.Flatten()
             | "GroupByAgentShard" >> beam.GroupByKey()
-            | "SessionizeAgentShard" >> beam.ParDo(_sessionize_agent_shard).with_outputs(STATS, main="rows")
+            | "SessionizeAgentShard"
+            >> beam.ParDo(_sessionize_agent_shard).with_output_types(RowBatch).with_outputs(STATS, main="rows")
         )
 
 
-def dead_letter_rows(element) -> tuple[str, str, list[dict]]:
+def dead_letter_rows(element) -> RowBatch:
     """``(path, ingested_at_us, [DeadLetter])`` to a ``dead_letter`` row batch."""
     path, ingested, letters = element
     rows = [{**d._asdict(), "ingested_at": ingested} for d in letters if isinstance(d, DeadLetter)]
-    return "dead_letter", f"f{zlib.crc32(path.encode('utf-8')):08x}", rows
+    return RowBatch("dead_letter", f"f{zlib.crc32(path.encode('utf-8')):08x}", rows)
