@@ -36,7 +36,7 @@ import tempfile
 import threading
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -531,18 +531,21 @@ class ValidationWorkers:
         return reply
 
 
-def _import_gx_when_idle() -> Exception | None:
-    """Import GX in a thread at the lowest CPU priority (Linux sets it per thread), so that it
-    takes only CPU the pipeline leaves idle (on the benchmark it ends just as the pipeline
-    does); validation then runs in the main thread at the process's own priority. Returns
-    the import's exception, if any (raised by the main process, when it validates)."""
+def _import_gx_when_idle(wanted: Callable[[float], bool]) -> Exception | None:
+    """Import GX in a thread scheduled as idle work (Linux ``SCHED_IDLE``, set per thread), so
+    that it takes only CPU the pipeline leaves unused. ``wanted(timeout)`` is polled while it
+    runs: once it says validation is waiting, the thread goes back to normal scheduling (an
+    idle thread can starve on a busy machine). Validation itself runs in the main thread, at
+    normal priority. Returns the import's exception, if any (raised when validating)."""
     from schemas.expectations import import_gx
 
     failure: list[Exception] = []
+    tid: list[int] = []
 
     def load() -> None:
-        with suppress(OSError):  # a platform without per-thread priorities: import at full priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        tid.append(threading.get_native_id())
+        with suppress(AttributeError, OSError):  # no SCHED_IDLE here: import at full priority
+            os.sched_setscheduler(tid[0], os.SCHED_IDLE, os.sched_param(0))
         try:
             import_gx()
         except Exception as exc:  # noqa: BLE001 (reported when validating)
@@ -550,6 +553,11 @@ def _import_gx_when_idle() -> Exception | None:
 
     thread = threading.Thread(target=load, name="vccflow-import-gx")
     thread.start()
+    while thread.is_alive():
+        if wanted(0.05):
+            with suppress(AttributeError, OSError):
+                os.sched_setscheduler(tid[0], os.SCHED_OTHER, os.sched_param(0))
+            break
     thread.join()  # the process forks later: no thread may be left running
     return failure[0] if failure else None
 
@@ -564,7 +572,7 @@ def _serve(first: Connection, second: Connection, parent_ends: list[Connection])
     os.setpgid(0, 0)
     for conn in parent_ends:
         conn.close()
-    failure = _import_gx_when_idle()
+    failure = _import_gx_when_idle(first.poll)
     gc.freeze()  # the imports live as long as the process: collections need not scan them
     try:
         job = first.recv()

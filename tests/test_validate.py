@@ -465,20 +465,38 @@ def test_run_exit_codes(tmp_path, capsys):
 
 
 _PRIORITY_PROBE = """
-import os, threading
+import os, threading, time
 import schemas.expectations
 from pipelines.validate import _import_gx_when_idle
 
+policy = lambda: os.sched_getscheduler(threading.get_native_id())
 seen = []
-schemas.expectations.import_gx = lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-before = os.getpriority(os.PRIO_PROCESS, 0)
-assert _import_gx_when_idle() is None
-assert seen == [19], seen
-assert os.getpriority(os.PRIO_PROCESS, 0) == before, os.getpriority(os.PRIO_PROCESS, 0)
+asked = threading.Event()
+
+def fake_import():
+    seen.append(policy())
+    if WAIT:
+        asked.set()
+        deadline = time.monotonic() + 30
+        while policy() == os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(policy())
+
+def wanted(timeout):
+    time.sleep(timeout)
+    return asked.is_set()
+
+schemas.expectations.import_gx = fake_import
+assert _import_gx_when_idle(wanted) is None
+assert seen == ([os.SCHED_IDLE, os.SCHED_OTHER] if WAIT else [os.SCHED_IDLE]), seen
+assert policy() == os.SCHED_OTHER
 """
 
 
-def test_validation_workers_import_gx_at_low_priority_then_validate_at_their_own():
-    """Only the importing thread is niced (Linux priorities are per thread)."""
-    done = subprocess.run([sys.executable, "-c", _PRIORITY_PROBE], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("wait", [False, True], ids=["import", "import-while-validation-waits"])
+def test_validation_workers_import_gx_as_idle_work_until_validation_waits(wait):
+    """Only the importing thread is scheduled as idle work (Linux policies are per thread),
+    and it returns to normal scheduling once validation is waiting for it."""
+    probe = f"WAIT = {wait}\n" + _PRIORITY_PROBE
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
