@@ -36,8 +36,10 @@ from transforms.events import (
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 8 << 20
-#: Events per emitted batch: big enough to make Beam's per-element cost negligible.
-BATCH_EVENTS = 20_000
+#: Events a reader buffers before it emits them as one batch per shard: big enough to make
+#: Beam's per-element cost negligible, and a channel's events share a batch often enough
+#: that its ids compress (80k: shuffled bytes -10% against 20k on the benchmark data).
+BATCH_EVENTS = 80_000
 #: Entity keys whose shard buffer a reader remembers (then it starts over).
 SHARD_CACHE_KEYS = 1 << 18
 #: A progress line is logged every this many lines of one file.
