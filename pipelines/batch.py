@@ -136,7 +136,9 @@ def make_pipeline(beam_args: list[str], input_bytes: int = 0, worker_command: st
         "runner: FnApiRunner, %d worker processes: %s (%.0f MiB of input)",
         processes, command.removeprefix(sys.executable + " "), input_bytes / (1 << 20),
     )  # fmt: skip
-    worker = SubprocessSDKEnvironment.from_command_string(command)
+    # Beam starts it through a shell: ``exec`` leaves no shell between the runner and the
+    # worker, for a terminal's Ctrl-C to kill (the job handles it and ends its workers)
+    worker = SubprocessSDKEnvironment.from_command_string(f"exec {command}")
     return beam.Pipeline(runner=FnApiRunner(default_environment=worker), options=options)
 
 
@@ -227,6 +229,7 @@ def run(argv: list[str] | None = None) -> int:
     run_id = outputs.new_run_id()
     staging = outputs.staging_root(root, run_id)
     log.info("batch run %s: %d input file(s), staging in %s", run_id, len(paths), staging)
+    validators = None
     try:
         # started before the pipeline runs (and starts gRPC threads): the worker zygote, then the
         # validation workers (forked; the first imports GX while the pipeline runs)
@@ -249,7 +252,9 @@ def run(argv: list[str] | None = None) -> int:
         report = build_report(stats, paths, run_id, started, verdict, staging, root)
         outputs.write_json(beam.io.filesystems.FileSystems.join(staging, outputs.REPORT), report)
         outputs.publish(staging, root, run_id)
-    except BaseException:
+    except BaseException:  # a failure or Ctrl-C: nothing published, no process left behind
+        if validators is not None:
+            validators.close()
         outputs.discard(staging)
         raise
     print(summary_text(report, root))

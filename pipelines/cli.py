@@ -57,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vccflow: unknown command {name!r}\n{USAGE}", file=sys.stderr)
         return 2
     setup_logging(verbose)
-    module = importlib.import_module(COMMANDS[name][0])
-    from pipelines.outputs import OutputError
-    from transforms.io import NoInputError
-
+    try:  # importing Beam takes a while: Ctrl-C may come now
+        module = importlib.import_module(COMMANDS[name][0])
+        from pipelines.outputs import OutputError
+        from transforms.io import NoInputError
+    except KeyboardInterrupt:
+        print(f"vccflow {name}: interrupted", file=sys.stderr)
+        return 130
     try:
         return module.run(rest)
     except (NoInputError, OutputError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:

@@ -505,12 +505,18 @@ class ValidationWorkers:
         finally:
             for conn in conns:
                 conn.close()
-            if not done:  # the workers are a process group: end the one still validating too
-                with suppress(ProcessLookupError):
-                    os.killpg(self._process.pid, signal.SIGTERM)
+            if not done:
+                self.close()
             self._process.join()
             if results_dir is not None:
                 shutil.rmtree(results_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        """End the workers, whatever they are doing (importing, validating, waiting)."""
+        if self._process.exitcode is None:
+            with suppress(ProcessLookupError):  # the workers are a process group: the second one too
+                os.killpg(self._process.pid, signal.SIGTERM)
+        self._process.join()
 
     def _send(self, conn: Connection, request: Any) -> None:
         try:

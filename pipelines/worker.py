@@ -210,7 +210,12 @@ def _harness_child(conn: socket.socket, stdio: list[int], env: dict[str, str]) -
 
 def _via(path: str) -> int:
     """The client: have the zygote at ``path`` fork a harness with this environment, wait for
-    it to finish and return its exit code (1 if it vanished without one)."""
+    it to finish and return its exit code (1 if it vanished without one).
+
+    Ctrl-C in a terminal reaches every process of the job's process group, this one too: it
+    is the job's to handle (it ends its workers), so the client waits on without a traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(path)
         socket.send_fds(conn, [b"."], [0, 1, 2])

@@ -128,6 +128,41 @@ def test_crash_midway_leaves_previous_output_intact(inputs, tmp_path, monkeypatc
     assert list(pd.read_parquet(out / "channel_sessions")["channel_id"]) == ["chA"]
 
 
+def test_ctrl_c_midway_exits_130_publishes_nothing_and_ends_the_validation_workers(
+    inputs, tmp_path, monkeypatch, capsys
+):
+    import pipelines.batch
+
+    out = tmp_path / "out"
+    started = []
+
+    class Workers(pipelines.batch.ValidationWorkers):
+        def __init__(self) -> None:
+            super().__init__()
+            started.append(self)
+
+    def interrupt(*_a, **_k):  # as Ctrl-C does, in the main thread: here once the pipeline is done
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipelines.batch, "ValidationWorkers", Workers)
+    monkeypatch.setattr(pipelines.batch.outputs, "read_json", interrupt)
+    assert run_cli("batch", "--input", str(inputs / "*.jsonl"), "--output", str(out)) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "vccflow batch: interrupted"
+    assert not out.exists() or not any(out.iterdir())
+    assert len(started) == 1 and started[0]._process.exitcode is not None  # ended, not left importing
+
+
+def test_ctrl_c_while_importing_beam_exits_130(monkeypatch, capsys):
+    import pipelines.cli
+
+    def interrupt(_name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipelines.cli.importlib, "import_module", interrupt)
+    assert run_cli("batch", "--input", "x", "--output", "y") == 130
+    assert capsys.readouterr().err.strip() == "vccflow batch: interrupted"
+
+
 def test_failed_validation_exits_1_with_a_verdict_and_keeps_the_evidence(inputs, tmp_path, monkeypatch, capsys):
     import transforms.sessionize
     from transforms.timeline import sessionize_channel

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
@@ -42,6 +45,31 @@ def test_client_without_a_zygote_fails():
     )
     assert done.returncode == 1
     assert "FileNotFoundError" in done.stderr
+
+
+def test_client_leaves_ctrl_c_to_the_job(tmp_path):
+    """A terminal's Ctrl-C reaches the job's whole process group, worker clients included; the
+    job handles it and ends its workers, so a client waits on for its harness, quietly."""
+    path = str(tmp_path / "zygote.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        client = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.worker", "--via", path], stderr=subprocess.PIPE, text=True
+        )
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 1, 3)
+            for fd in fds:
+                os.close(fd)
+            with conn.makefile("rb") as f:
+                assert b"PATH" in f.readline()  # the client's environment: it now waits for an exit code
+            client.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            assert client.poll() is None
+            conn.sendall(bytes([7]))
+        assert client.wait(timeout=60) == 7
+        assert client.stderr.read() == ""
 
 
 def _sums_per_key(p: beam.Pipeline) -> None:
