@@ -228,7 +228,7 @@ def test_default_runner_uses_one_worker_process_per_core_for_large_inputs(monkey
         worker = env.command_string if isinstance(env, SubprocessSDKEnvironment) else None
         return direct.direct_running_mode, direct.direct_num_workers, worker
 
-    vccflow_worker = f"{sys.executable} -m pipelines.worker"
+    vccflow_worker = f"exec {sys.executable} -m pipelines.worker"  # Beam runs it in a shell
     big = PARALLEL_INPUT_BYTES
     assert mode([], big - 1) == ("in_memory", 1, None)
     assert mode([], big) == ("in_memory", 4, vccflow_worker)
