@@ -547,12 +547,16 @@ def _import_gx_when_idle(wanted: Callable[[float], bool]) -> Exception | None:
     from schemas.expectations import import_gx
 
     failure: list[Exception] = []
-    tid: list[int] = []
+    lock = threading.Lock()
+    niced: list[int] = []  # the thread's id once it runs at the lowest priority
+    boosted = threading.Event()
 
     def load() -> None:
-        tid.append(threading.get_native_id())
-        with suppress(OSError):  # a platform without per-thread priorities: import at full priority
-            os.setpriority(os.PRIO_PROCESS, tid[0], 19)
+        with lock:  # not once validation already waits
+            if not boosted.is_set():
+                with suppress(OSError):  # a platform without per-thread priorities: full priority
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+                    niced.append(threading.get_native_id())
         try:
             import_gx()
         except Exception as exc:  # noqa: BLE001 (reported when validating)
@@ -563,8 +567,11 @@ def _import_gx_when_idle(wanted: Callable[[float], bool]) -> Exception | None:
     thread.start()
     while thread.is_alive():
         if wanted(0.05):
-            with suppress(OSError):  # raising a priority back needs a privilege (RLIMIT_NICE)
-                os.setpriority(os.PRIO_PROCESS, tid[0], own)
+            with lock:
+                boosted.set()
+                for tid in niced:
+                    with suppress(OSError):  # raising a priority back needs a privilege (RLIMIT_NICE)
+                        os.setpriority(os.PRIO_PROCESS, tid, own)
             break
     thread.join()  # the process forks later: no thread may be left running
     return failure[0] if failure else None
