@@ -165,12 +165,12 @@ def test_ctrl_c_while_importing_beam_exits_130(monkeypatch, capsys):
 
 def test_failed_validation_exits_1_with_a_verdict_and_keeps_the_evidence(inputs, tmp_path, monkeypatch, capsys):
     import transforms.sessionize
-    from transforms.timeline import sessionize_channel
+    from transforms.timeline import SESSION_COLUMNS, ChannelResult, sessionize_channel
 
     def corrupt(events):
-        result = sessionize_channel(events)
-        result.session["hold_ms"] = -5
-        return result
+        session, segments = sessionize_channel(events)
+        hold = SESSION_COLUMNS.index("hold_ms")
+        return ChannelResult((*session[:hold], -5, *session[hold + 1 :]), segments)
 
     monkeypatch.setattr(transforms.sessionize, "sessionize_channel", corrupt)
     out = tmp_path / "out"

@@ -111,3 +111,23 @@ def test_a_row_batch_round_trips_through_its_coder_and_its_size_is_estimated_fro
     row_bytes = len(msgspec.msgpack.encode(rows[0]))
     assert coder.estimate_size(batch) == len(table) + len("s00003") + row_bytes * len(rows)
     assert coder.estimate_size(RowBatch(table, "s00003", [])) == len(table) + len("s00003")
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_rows_as_value_sequences_in_column_order_give_the_same_table(table):
+    rows = _rows(table, [*TIMES, *reversed(TIMES)])
+    names = TABLES[table].names
+    as_dicts = to_arrow(table, rows)
+    assert to_arrow(table, [tuple(r[n] for n in names) for r in rows]).equals(as_dicts)
+    coder = RowBatchCoder()  # MessagePack gives the tuples back as lists
+    decoded = coder.decode(coder.encode(RowBatch(table, "s00001", [tuple(r[n] for n in names) for r in rows])))
+    assert to_arrow(table, decoded.rows).equals(as_dicts)
+    with pytest.raises(ValueError, match="values of its columns"):
+        to_arrow(table, [tuple(r[n] for n in names)[:-1] for r in rows])
+
+
+def test_the_channel_cores_value_tuples_follow_the_schemas():
+    from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS
+
+    assert list(SESSION_COLUMNS) == TABLES["channel_sessions"].names
+    assert list(SEGMENT_COLUMNS) == TABLES["channel_segments"].names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import apache_beam as beam
 import pandas as pd
 from apache_beam.testing.util import assert_that, equal_to
@@ -18,6 +20,7 @@ from transforms.sessionize import (
     pack_work,
     unpack_work,
 )
+from transforms.timeline import SESSION_COLUMNS
 
 
 def presence(kind: str, at_s: float, agent: str = "1544", id_: str | None = None) -> Event:
@@ -56,13 +59,9 @@ def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pi
     ]
     with pipeline as p:
         out = p | beam.Create(batches) | SessionizeChannels(shards=4)
-        sessions = out.rows | beam.FlatMap(
-            lambda t: (
-                [(r["channel_id"], r["talk_ms"], r["hold_ms"], r["wrap_ms"], r["duplicate_count"]) for r in t[2]]
-                if t[0] == "channel_sessions"
-                else []
-            )
-        )
+        columns = ("channel_id", "talk_ms", "hold_ms", "wrap_ms", "duplicate_count")
+        values = itemgetter(*map(SESSION_COLUMNS.index, columns))  # rows are value tuples in column order
+        sessions = out.rows | beam.FlatMap(lambda t: list(map(values, t[2])) if t[0] == "channel_sessions" else [])
         assert_that(sessions, equal_to([("chA", 50000, 10000, 30000, 1), ("chB", 50000, 10000, 30000, 0)]))
         work = out.agent_work | beam.MapTuple(
             lambda shard, packed: (

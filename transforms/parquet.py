@@ -8,6 +8,7 @@ never adds a second copy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from itertools import chain
 from operator import itemgetter
@@ -27,11 +28,12 @@ _EPOCH_DATE = date(1970, 1, 1)
 
 
 class RowBatch(NamedTuple):
-    """Rows of one table (dicts keyed by column name) that land in files labelled ``label``."""
+    """Rows of one table that land in files labelled ``label``: dicts keyed by column name,
+    or value sequences in the table's column order (see :func:`to_arrow`)."""
 
     table: str
     label: str
-    rows: list[dict]
+    rows: list
 
 
 class RowBatchCoder(beam.coders.Coder):
@@ -65,11 +67,17 @@ def utc_date(ts_us: int) -> str:
     return (_EPOCH_DATE + timedelta(days=ts_us // _DAY_US)).isoformat()
 
 
-def to_arrow(table: str, rows: list[dict]) -> pa.Table:
-    """Rows keyed by column name (timestamps as int microseconds) to an Arrow table with
-    the table's schema from :mod:`schemas.outputs`; every row has every column."""
+def to_arrow(table: str, rows: list) -> pa.Table:
+    """Rows of ``table`` to an Arrow table with its schema from :mod:`schemas.outputs`: dicts
+    keyed by column name (every row has every column), or value sequences (tuples, lists) in
+    the schema's column order. Timestamps are int microseconds."""
     schema = TABLES[table]
     width = len(schema)
+    if rows and not isinstance(rows[0], dict):
+        if any(len(row) != width for row in rows):
+            raise ValueError(f"{table} rows must have the {width} values of its columns")
+        columns = zip(*rows, strict=True)  # the transposition runs in C
+        return pa.Table.from_arrays([_array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
     # One pass over the rows (every table has several columns, so the getter returns
     # tuples), then column j is every width-th value from j.
     values = list(chain.from_iterable(map(itemgetter(*schema.names), rows)))
@@ -77,7 +85,7 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _array(values: list, type_: pa.DataType) -> pa.Array:
+def _array(values: Sequence, type_: pa.DataType) -> pa.Array:
     """``values`` as an Arrow array of ``type_``; timestamps (int microseconds) go through
     int64, which converts faster than Python ints to a timestamp type."""
     if pa.types.is_timestamp(type_):
@@ -126,7 +134,7 @@ def table_file(root: str, table: str, day: str, label: str) -> str:
     return FileSystems.join(root, table, f"{PARTITION_COLUMN}={day}", f"part-{label}.parquet")
 
 
-def write_rows(root: str, table: str, label: str, rows: list[dict]) -> int:
+def write_rows(root: str, table: str, label: str, rows: list) -> int:
     """Write ``rows`` of ``table`` under ``root``, one file per partition; returns the count."""
     for day, part in partitions(table, to_arrow(table, rows)):
         write_parquet(table_file(root, table, day, label), part)

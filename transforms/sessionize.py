@@ -21,7 +21,7 @@ from transforms.events import DeadLetter, Event, compress, decompress, unpack
 from transforms.io import paused_gc, shard_of
 from transforms.parquet import RowBatch
 from transforms.presence import sessionize_agent
-from transforms.timeline import ChannelResult, dedup, sessionize_channel
+from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult, dedup, sessionize_channel
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,10 @@ STATS = "stats"
 #: What the agent core reads of a channel's segments and session (the rest stays behind).
 _WORK_SEGMENT_KEYS = ("channel_id", "agent_id", "party_role", "seq", "state", "start_at", "end_at")
 _WORK_SESSION_KEYS = ("agent_id", "party_role", "user_id", "first_event_at")
-_work_segment = itemgetter(*_WORK_SEGMENT_KEYS)
-_work_session = itemgetter(*_WORK_SESSION_KEYS)
+_work_segment = itemgetter(*map(SEGMENT_COLUMNS.index, _WORK_SEGMENT_KEYS))
+_work_session = itemgetter(*map(SESSION_COLUMNS.index, _WORK_SESSION_KEYS))
+#: What the channel stage reads of a session (event and duplicate counts, agent, role).
+_tallies = itemgetter(*map(SESSION_COLUMNS.index, ("event_count", "duplicate_count", "agent_id", "party_role")))
 
 
 def _label(shard: int) -> str:
@@ -60,18 +62,18 @@ class SessionizeChannelShardFn(beam.DoFn):
 
     def _sessionize(self, shard, batches):
         started = time.monotonic()
-        sessions: list[dict] = []
-        segments: list[dict] = []
+        sessions: list[tuple] = []
+        segments: list[tuple] = []
         work: dict[int, tuple[list[tuple], list[tuple]]] = defaultdict(lambda: ([], []))
         valid = duplicates = 0
         for events in _by_key(batches).values():
             result = sessionize_channel(events)
-            sessions.append(result.session)
-            segments.extend(result.segments)
-            valid += result.session["event_count"]
-            duplicates += result.session["duplicate_count"]
-            agent = result.session["agent_id"]
-            if agent is not None and result.session["party_role"] == "agent":
+            sessions.append(result.session_values)
+            segments.extend(result.segment_values)
+            events_, dropped, agent, role = _tallies(result.session_values)
+            valid += events_
+            duplicates += dropped
+            if agent is not None and role == "agent":
                 segs, sess = work[shard_of(agent, self.shards)]
                 seg_values, session_values = agent_work(result)
                 segs.extend(seg_values)
@@ -110,7 +112,7 @@ class SessionizeChannels(beam.PTransform):
 def agent_work(result: ChannelResult) -> tuple[list[tuple], tuple]:
     """What the agent core reads of one channel: its segments and its session as value
     tuples (in the order of ``_WORK_SEGMENT_KEYS`` / ``_WORK_SESSION_KEYS``)."""
-    return list(map(_work_segment, result.segments)), _work_session(result.session)
+    return list(map(_work_segment, result.segment_values)), _work_session(result.session_values)
 
 
 def pack_work(segments: list[tuple], sessions: list[tuple]) -> bytes:

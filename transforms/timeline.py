@@ -16,8 +16,9 @@ Rules (``shared/spec/outputs.md``):
 Durations are whole milliseconds: ``end // 1000 - start // 1000`` on microsecond times, so
 segment durations always add up exactly to the session totals.
 
-Rows are plain dicts keyed by the column names of :mod:`schemas.outputs`; timestamps are
-integers (microseconds since epoch, UTC).
+Rows are value tuples in the column order of :mod:`schemas.outputs` (:data:`SESSION_COLUMNS`,
+:data:`SEGMENT_COLUMNS`; :class:`ChannelResult` also gives them as dicts keyed by column
+name); timestamps are integers (microseconds since epoch, UTC).
 
 This runs once per channel of every job, so :func:`_walk` keeps everything in local
 variables and makes each row exactly once; keep new rules in its one ``if`` chain.
@@ -40,53 +41,79 @@ _ALL_FIELDS = attrgetter(*_FIELDS)
 _FIELD_GETTERS = tuple(map(attrgetter, _FIELDS))
 _ID = attrgetter("id")
 _rank = CHANNEL_RANK.get
-#: ``channel_sessions`` columns in row order (see :func:`_walk`).
-_SESSION_ROW = dict.fromkeys(
-    (
-        "channel_id",
-        "interaction_id",
-        "conversation_id",
-        "party_role",
-        "agent_id",
-        "user_id",
-        "alerted_at",
-        "connected_at",
-        "disconnected_at",
-        "wrap_started_at",
-        "ended_at",
-        "first_event_at",
-        "last_event_at",
-        "connection_failed",
-        "end_reason",
-        "alert_ms",
-        "connected_ms",
-        "talk_ms",
-        "hold_ms",
-        "park_ms",
-        "interruption_ms",
-        "wrap_ms",
-        "handle_ms",
-        "hold_count",
-        "park_count",
-        "interruption_count",
-        "longest_hold_ms",
-        "longest_park_ms",
-        "longest_interruption_ms",
-        "held_at_disconnect",
-        "disconnect_state",
-        "is_complete",
-        "open_state",
-        "event_count",
-        "duplicate_count",
-        "anomaly_count",
-        "anomalies",
-    )
+#: ``channel_sessions`` columns, in the order of the schema and of a session's value tuple.
+SESSION_COLUMNS = (
+    "channel_id",
+    "interaction_id",
+    "conversation_id",
+    "party_role",
+    "agent_id",
+    "user_id",
+    "alerted_at",
+    "connected_at",
+    "disconnected_at",
+    "wrap_started_at",
+    "ended_at",
+    "first_event_at",
+    "last_event_at",
+    "connection_failed",
+    "end_reason",
+    "alert_ms",
+    "connected_ms",
+    "talk_ms",
+    "hold_ms",
+    "park_ms",
+    "interruption_ms",
+    "wrap_ms",
+    "handle_ms",
+    "hold_count",
+    "park_count",
+    "interruption_count",
+    "longest_hold_ms",
+    "longest_park_ms",
+    "longest_interruption_ms",
+    "held_at_disconnect",
+    "disconnect_state",
+    "is_complete",
+    "open_state",
+    "event_count",
+    "duplicate_count",
+    "anomaly_count",
+    "anomalies",
+)
+#: ``channel_segments`` columns, in the order of the schema and of a segment's value tuple.
+SEGMENT_COLUMNS = (
+    "channel_id",
+    "interaction_id",
+    "conversation_id",
+    "agent_id",
+    "party_role",
+    "seq",
+    "state",
+    "start_at",
+    "end_at",
+    "duration_ms",
+    "started_by",
+    "ended_by",
 )
 
 
 class ChannelResult(NamedTuple):
-    session: dict
-    segments: list[dict]
+    """One channel's rows as value tuples in column order: its session
+    (:data:`SESSION_COLUMNS`) and its segments (:data:`SEGMENT_COLUMNS`). The batch job
+    writes the tuples as they are; :attr:`session` and :attr:`segments` are the same rows as
+    dicts keyed by column name."""
+
+    session_values: tuple
+    segment_values: list[tuple]
+
+    @property
+    def session(self) -> dict:
+        return dict(zip(SESSION_COLUMNS, self.session_values, strict=True))
+
+    @property
+    def segments(self) -> list[dict]:
+        return [dict(zip(SEGMENT_COLUMNS, segment, strict=True)) for segment in self.segment_values]
 
 
 def ms_between(start_us: int, end_us: int) -> int:
@@ -154,7 +181,7 @@ def _walk(ordered: list[Event], duplicate_count: int) -> ChannelResult:
     """The rows of one channel from its distinct events in order (the module docstring's rules)."""
     interaction_id, conversation_id, party_role, agent_id, user_id = _first_known(ordered)
     channel_id = ordered[0].key
-    segments: list[dict] = []
+    segments: list[tuple] = []
     anomalies: list[str] = []
     totals = {"alerting": 0, "connected": 0, "held": 0, "parked": 0, "interrupted": 0, "wrap": 0}  # closed segments
     longest = {"held": 0, "parked": 0, "interrupted": 0}  # longest closed segment
@@ -217,22 +244,12 @@ def _walk(ordered: list[Event], duplicate_count: int) -> ChannelResult:
 
         if closes and state is not None:
             duration = ts // 1000 - start // 1000  # ms_between(start, ts)
-            segments.append(
-                {
-                    "channel_id": channel_id,
-                    "interaction_id": interaction_id,
-                    "conversation_id": conversation_id,
-                    "agent_id": agent_id,
-                    "party_role": party_role,
-                    "seq": len(segments),
-                    "state": state,
-                    "start_at": start,
-                    "end_at": ts,
-                    "duration_ms": duration,
-                    "started_by": started_by,
-                    "ended_by": t,
-                }
-            )
+            segments.append(  # SEGMENT_COLUMNS
+                (
+                    channel_id, interaction_id, conversation_id, agent_id, party_role,
+                    len(segments), state, start, ts, duration, started_by, t,
+                )
+            )  # fmt: skip
             totals[state] += duration
             if state in counts:
                 counts[state] += 1
@@ -243,22 +260,12 @@ def _walk(ordered: list[Event], duplicate_count: int) -> ChannelResult:
             state, start, started_by = opens, ts, t
 
     if state is not None:
-        segments.append(
-            {
-                "channel_id": channel_id,
-                "interaction_id": interaction_id,
-                "conversation_id": conversation_id,
-                "agent_id": agent_id,
-                "party_role": party_role,
-                "seq": len(segments),
-                "state": state,
-                "start_at": start,
-                "end_at": None,
-                "duration_ms": None,
-                "started_by": started_by,
-                "ended_by": None,
-            }
-        )
+        segments.append(  # SEGMENT_COLUMNS, the open segment
+            (
+                channel_id, interaction_id, conversation_id, agent_id, party_role,
+                len(segments), state, start, None, None, started_by, None,
+            )
+        )  # fmt: skip
         if state in counts:
             counts[state] += 1
 
@@ -269,42 +276,15 @@ def _walk(ordered: list[Event], duplicate_count: int) -> ChannelResult:
         totals["interrupted"],
         totals["wrap"],
     )
-    session = _SESSION_ROW.copy()  # the columns in order; cheaper than a 37-key literal
-    session["channel_id"] = channel_id
-    session["interaction_id"] = interaction_id
-    session["conversation_id"] = conversation_id
-    session["party_role"] = party_role
-    session["agent_id"] = agent_id
-    session["user_id"] = user_id
-    session["alerted_at"] = alerted
-    session["connected_at"] = connected
-    session["disconnected_at"] = disconnected
-    session["wrap_started_at"] = wrapstarted
-    session["ended_at"] = ended
-    session["first_event_at"] = ordered[0].ts
-    session["last_event_at"] = ordered[-1].ts
-    session["connection_failed"] = failed
-    session["end_reason"] = end_reason if end_reason is not None else fail_reason
-    session["alert_ms"] = totals["alerting"]
-    session["connected_ms"] = talk + hold + park + intr
-    session["talk_ms"] = talk
-    session["hold_ms"] = hold
-    session["park_ms"] = park
-    session["interruption_ms"] = intr
-    session["wrap_ms"] = wrap
-    session["handle_ms"] = talk + hold + wrap
-    session["hold_count"] = counts["held"]
-    session["park_count"] = counts["parked"]
-    session["interruption_count"] = counts["interrupted"]
-    session["longest_hold_ms"] = longest["held"]
-    session["longest_park_ms"] = longest["parked"]
-    session["longest_interruption_ms"] = longest["interrupted"]
-    session["held_at_disconnect"] = disconnect_state == "held"
-    session["disconnect_state"] = disconnect_state
-    session["is_complete"] = ended is not None
-    session["open_state"] = state
-    session["event_count"] = len(ordered)
-    session["duplicate_count"] = duplicate_count
-    session["anomaly_count"] = len(anomalies)
-    session["anomalies"] = anomalies
+    session = (  # SESSION_COLUMNS
+        channel_id, interaction_id, conversation_id, party_role, agent_id, user_id,
+        alerted, connected, disconnected, wrapstarted, ended,
+        ordered[0].ts, ordered[-1].ts,
+        failed, end_reason if end_reason is not None else fail_reason,
+        totals["alerting"], talk + hold + park + intr, talk, hold, park, intr, wrap, talk + hold + wrap,
+        counts["held"], counts["parked"], counts["interrupted"],
+        longest["held"], longest["parked"], longest["interrupted"],
+        disconnect_state == "held", disconnect_state, ended is not None, state,
+        len(ordered), duplicate_count, len(anomalies), anomalies,
+    )  # fmt: skip
     return ChannelResult(session, segments)
