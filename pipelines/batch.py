@@ -89,7 +89,8 @@ def sum_dicts(dicts) -> dict:
 def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int, max_bytes: int) -> None:
     """The batch graph: read, sessionize channels then agents, write every table and a
     statistics file ``_stats.json`` under ``staging``."""
-    read = p | "InputFiles" >> beam.Create(paths) | "Read" >> ReadNotifications(shards, max_bytes)
+    # Read spreads the files over the workers itself: Create's own reshuffle would be a second one
+    read = p | "InputFiles" >> beam.Create(paths, reshuffle=False) | "Read" >> ReadNotifications(shards, max_bytes)
     channels = read.channel | "Channels" >> SessionizeChannels(shards)
     agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents()
     dead = read.dead | "DeadLetterRows" >> beam.Map(dead_letter_rows).with_output_types(RowBatch)
