@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from schemas.outputs import CHANNEL_SEGMENTS, CHANNEL_SESSIONS
 from transforms.events import CHANNEL_RANK, PRESENCE_TYPE, Event
-from transforms.presence import normalize_presence_type, sessionize_agent
-from transforms.sessionize import _WORK_SEGMENT_KEYS, _WORK_SESSION_KEYS, pack_work, unpack_work
+from transforms.presence import WORK_SEGMENT_FIELDS, normalize_presence_type, sessionize_agent
+from transforms.sessionize import _WORK_SESSION_KEYS, pack_work, unpack_work
 from transforms.timeline import dedup, sessionize_channel
 
 ANY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -173,13 +173,8 @@ def test_agent_rows_on_any_input(inputs, idle_split_ms, rnd):
     assert sessionize_agent("A", delivered_events, delivered_segments, idle_split_ms=idle_split_ms) == result
 
 
-def test_agent_work_unpacks_like_zip():
-    """``unpack_work`` spells the segment keys out (a dict display): same dicts as ``dict(zip())``."""
-    segments = [tuple(f"{key}{i}" for key in _WORK_SEGMENT_KEYS) for i in range(3)]
+def test_agent_work_unpacks_segments_as_values_and_sessions_as_dicts():
+    segments = [tuple(f"{key}{i}" for key in WORK_SEGMENT_FIELDS) for i in range(3)]
     sessions = [tuple(f"{key}0" for key in _WORK_SESSION_KEYS)]
     got = unpack_work(pack_work(segments, sessions))
-    assert got == (
-        [dict(zip(_WORK_SEGMENT_KEYS, s, strict=True)) for s in segments],
-        [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions],
-    )
-    assert [list(row) for row in got[0]] == [list(_WORK_SEGMENT_KEYS)] * 3
+    assert got == ([list(s) for s in segments], [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions])

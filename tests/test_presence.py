@@ -584,3 +584,21 @@ def test_random_inputs_keep_the_contracts(seed):
     rng.shuffle(events)
     rng.shuffle(segments)
     assert run(events, segments) == result
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_segments_as_work_values_give_the_same_rows_as_row_dicts(seed):
+    """The batch job hands the core each segment as values in WORK_SEGMENT_FIELDS order."""
+    from transforms.presence import WORK_SEGMENT_FIELDS
+
+    rng = random.Random(seed)
+    events, segments = _random_case(rng)
+    segments += [{**s, "agent_id": "other"} for s in segments[:2]] + [
+        {**s, "party_role": "customer"} for s in segments[2:4]
+    ]
+    as_values = [tuple(s[f] for f in WORK_SEGMENT_FIELDS) for s in segments]
+    expected = sessionize_agent(AGENT, events, segments)
+    assert sessionize_agent(AGENT, events, as_values) == expected
+    assert sessionize_agent(AGENT, events, [list(v) for v in as_values]) == expected  # as MessagePack gives them
+    odd = [v[:-1] for v in as_values] + [(*v, None) for v in as_values] + ["not a segment", 7, None]
+    assert sessionize_agent(AGENT, events, as_values + odd) == expected

@@ -66,7 +66,7 @@ def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pi
         work = out.agent_work | beam.MapTuple(
             lambda shard, packed: (
                 shard,
-                sorted({s["channel_id"] for s in unpack_work(packed)[0]}),
+                sorted({s[0] for s in unpack_work(packed)[0]}),  # channel_id first
                 len(unpack_work(packed)[1]),
             )
         )

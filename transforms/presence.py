@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
@@ -110,6 +110,11 @@ class AgentResult(NamedTuple):
     presence: list[dict]
     sessions: list[dict]
 
+
+#: A channel segment as the agent core also takes it: these values in this order (what the
+#: batch job ships to its agents stage) instead of a ``channel_segments`` row dict.
+WORK_SEGMENT_FIELDS = ("channel_id", "agent_id", "party_role", "seq", "state", "start_at", "end_at")
+_WORK_SEGMENT_WIDTH = len(WORK_SEGMENT_FIELDS)
 
 #: A segment clipped to one session or gap: ``(start, end, state, channel_id, closed)``.
 #: ``closed`` False: an open segment's start (``end == start``). Plain tuples, not a
@@ -178,21 +183,30 @@ def _presence_rows(agent_id: str, events: list[Event]) -> list[dict]:
     return rows
 
 
-def _agent_segments(agent_id: str, channel_segments: Iterable[dict]) -> list[_Segment]:
+def _agent_segments(agent_id: str, channel_segments: Iterable[dict | Sequence]) -> list[_Segment]:
     """The agent's own agent-role segments with a usable start, one copy per (channel, seq);
-    a missing ``end_at`` is read as None (an open segment), like every other missing key."""
+    a missing ``end_at`` is read as None (an open segment), like every other missing key.
+    A segment is a row dict or a value sequence in :data:`WORK_SEGMENT_FIELDS` order;
+    anything else is skipped."""
     keyed: dict[tuple, _Segment] = {}
     loose: list[_Segment] = []
     for seg in channel_segments:
-        if not isinstance(seg, dict) or seg.get("party_role") != "agent" or seg.get("agent_id") != agent_id:
+        if isinstance(seg, dict):
+            if seg.get("party_role") != "agent" or seg.get("agent_id") != agent_id:
+                continue
+            channel_id, seq, state = seg.get("channel_id"), seg.get("seq"), seg.get("state")
+            start, end = seg.get("start_at"), seg.get("end_at")
+        elif isinstance(seg, (tuple, list)) and len(seg) == _WORK_SEGMENT_WIDTH:
+            channel_id, agent, role, seq, state, start, end = seg
+            if role != "agent" or agent != agent_id:
+                continue
+        else:
             continue
-        start, end = seg.get("start_at"), seg.get("end_at")
         if type(start) is not int and not _is_time(start):
             continue
         if end is not None and type(end) is not int and not _is_time(end):
             continue
-        channel_id, seq = seg.get("channel_id"), seg.get("seq")
-        piece = (start, end, seg.get("state"), channel_id)
+        piece = (start, end, state, channel_id)
         if channel_id is None or seq is None:
             loose.append(piece)
             continue
@@ -288,7 +302,7 @@ def _session_row(
 def sessionize_agent(
     agent_id: str,
     presence_events: Iterable[Event],
-    channel_segments: Iterable[dict],
+    channel_segments: Iterable[dict | Sequence],
     channel_sessions: Iterable[dict] = (),
     *,
     idle_split_ms: int | None = DEFAULT_IDLE_SPLIT_MS,
@@ -296,8 +310,9 @@ def sessionize_agent(
     """All presence events and channel segments of ONE agent (any order, duplicates allowed).
 
     ``presence_events``: ``agent.presencechanged`` events of the agent (others ignored).
-    ``channel_segments``: ``channel_segments`` row dicts (from ``sessionize_channel``); any
-    channel's may be passed, only this agent's agent-role ones are used.
+    ``channel_segments``: ``channel_segments`` row dicts (from ``sessionize_channel``), or
+    value sequences in :data:`WORK_SEGMENT_FIELDS` order; any channel's may be passed, only
+    this agent's agent-role ones are used.
     ``channel_sessions``: optional ``channel_sessions`` rows, used only for ``user_id``
     when no presence event carries one. ``idle_split_ms``: idle time splitting inferred
     sessions (None: one per gap between login sessions). See the module docstring for the
