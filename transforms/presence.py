@@ -310,7 +310,7 @@ def sessionize_agent(
     """All presence events and channel segments of ONE agent (any order, duplicates allowed).
 
     ``presence_events``: ``agent.presencechanged`` events of the agent (others ignored).
-    ``channel_segments``: ``channel_segments`` row dicts (from ``sessionize_channel``), or
+    ``channel_segments``: ``channel_segments`` row dicts (``sessionize_channel(...).segments``), or
     value sequences in :data:`WORK_SEGMENT_FIELDS` order; any channel's may be passed, only
     this agent's agent-role ones are used.
     ``channel_sessions``: optional ``channel_sessions`` rows, used only for ``user_id``
