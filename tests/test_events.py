@@ -227,3 +227,30 @@ FAST_PATH_VARIANTS = {
 def test_fast_path_decides_as_the_full_path(name):
     raw = FAST_PATH_VARIANTS[name]
     assert parse_line(raw, "f:1") == full_path(raw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-03-04T08:01:31.351Z",
+        "2024-03-04T08:01:31.35xZ",
+        "2024-03-04T08:01:31.3510Z",
+        "2024-03-04T08:01:31,351Z",
+        "2024-03-04T08:01:31.\u0663\u0665\u0661Z",
+        "2024-03-04T08:01:60.351Z",
+        "2024-03-04T24:01:31.351Z",
+        "2024-03-04T08:01:31.351z",
+        "2024-03-04T08:01:31Z",
+        "2024-03-04T08:01:31.Z",
+        "2024-03-04 08:01:31.351Z",
+    ],
+)
+def test_the_cached_timestamp_path_reads_as_parse_timestamp(text):
+    from transforms.events import _timestamp_fast
+
+    try:
+        expected = parse_timestamp(text)
+    except ValueError:
+        expected = None
+    assert _timestamp_fast(text) == expected
+    assert _timestamp_fast(text) == expected  # cached the second time

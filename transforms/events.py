@@ -192,6 +192,10 @@ def _timestamp_fast(value: Any) -> int | None:
         if base == -1:
             base = _second_us(prefix)
         if base is not None:
+            if len(value) == 24 and value[19] == ".":  # the usual: milliseconds
+                millis = value[20:23]
+                if millis.isdigit() and millis.isascii():
+                    return base + int(millis) * 1000
             frac = value[20:-1]
             if not frac and len(value) == 20:
                 return base
