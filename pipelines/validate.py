@@ -505,9 +505,10 @@ class ValidationWorkers:
         finally:
             for conn in conns:
                 conn.close()
-            if not done:
+            if done:
+                self._process.join()
+            else:
                 self.close()
-            self._process.join()
             if results_dir is not None:
                 shutil.rmtree(results_dir, ignore_errors=True)
 

@@ -142,7 +142,7 @@ def write_rows(root: str, table: str, label: str, rows: list) -> int:
 
 
 class WriteTables(beam.PTransform):
-    """:class:`RowBatch` elements (or ``(table, label, [row dict])`` tuples) in; Parquet files under ``root`` written;
+    """:class:`RowBatch` elements (or plain ``(table, label, rows)`` tuples) in; Parquet files under ``root`` written;
     out: ``{"rows.<table>": n}`` count dicts (one per element), for the run report."""
 
     def __init__(self, root: str) -> None:

@@ -338,12 +338,13 @@ class SessionizeChannelFn(beam.DoFn):
         if not buffered or m is None or m.final is not None:
             return
         result = sessionize_channel(buffered, duplicates=m.duplicates)
+        session, segments = result.session, result.segments  # as dicts, made once
         self.emitted.inc()
-        yield "channel_sessions", result.session
-        for seg in result.segments:
+        yield "channel_sessions", session
+        for seg in segments:
             yield "channel_segments", seg
         for agent, n in sorted((m.consumed or {}).items()):
-            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent, Work(channel_id, n, result.segments, result.session)))
+            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent, Work(channel_id, n, segments, session)))
         events.clear()
         horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
         expiry.set(_ts(horizon))
