@@ -7,10 +7,12 @@ shows tracebacks and debug logs.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
 import sys
+from types import ModuleType
 
 COMMANDS = {
     "batch": ("pipelines.batch", "sessionize archived notification files into validated Parquet"),
@@ -42,8 +44,26 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+def _import(module: str, freeze: bool) -> ModuleType:
+    """``module``, imported with the cyclic garbage collector off: importing Beam (or Great
+    Expectations) builds about a million long-lived objects, which the collections their
+    allocations trigger would scan again and again. With ``freeze``, they are moved to the
+    permanent generation afterwards: later collections skip them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        imported = importlib.import_module(module)
+        if freeze:
+            gc.freeze()
+        return imported
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def main(argv: list[str] | None = None, freeze: bool = False) -> int:
+    """Entry point of the console script; returns the exit code. ``freeze``: the process
+    runs this one command (see :func:`_import`)."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = False
     while args and args[0] in ("-v", "--verbose"):
@@ -58,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(verbose)
     try:  # importing Beam takes a while: Ctrl-C may come now
-        module = importlib.import_module(COMMANDS[name][0])
+        module = _import(COMMANDS[name][0], freeze)
         from pipelines.outputs import OutputError
         from transforms.io import NoInputError
     except KeyboardInterrupt:
@@ -94,9 +114,12 @@ def console() -> None:
     :func:`main` exits the usual way."""
     from pipelines.worker import start_early
 
+    # vccflow's processes are its parallelism: BLAS thread pools (numpy, scipy) would only
+    # spin on the cores the pipeline uses (set before anything imports numpy; inherited)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     early = start_early(sys.argv[1:])  # a batch run's worker processes: imports Beam while this does
     try:
-        code = main()
+        code = main(freeze=True)
     finally:
         if early is not None:
             early.close()

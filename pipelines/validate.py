@@ -588,8 +588,10 @@ def _serve(first: Connection, second: Connection, parent_ends: list[Connection])
     os.setpgid(0, 0)
     for conn in parent_ends:
         conn.close()
+    gc.disable()  # the import builds long-lived objects only: collections would rescan them in vain
     failure = _import_gx_when_idle(first.poll)
     gc.freeze()  # the imports live as long as the process: collections need not scan them
+    gc.enable()
     try:
         job = first.recv()
     except EOFError:  # the main process ended without validating

@@ -153,6 +153,7 @@ def _serve(listener: socket.socket, stop: int) -> None:
     """The zygote: import Beam's harness and vccflow's transforms, then fork a harness per
     connection until ``stop`` is readable (a byte from :meth:`WorkerZygote.close`, or EOF
     once every process holding its other end is gone)."""
+    gc.disable()  # imports build long-lived objects only: collections would rescan them in vain
     from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 (imported once, for every harness)
 
     import transforms.io  # noqa: F401 (what the batch job's workers run)
@@ -160,6 +161,7 @@ def _serve(listener: socket.socket, stop: int) -> None:
     import transforms.sessionize  # noqa: F401
 
     gc.freeze()  # the imports live as long as the process: collections need not scan them
+    gc.enable()
     while True:
         ready, _, _ = select.select([listener, stop], [], [])
         if stop in ready:

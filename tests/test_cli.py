@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,38 @@ def test_console_script_help_does_not_import_great_expectations():
     code = "import sys; from pipelines.cli import main; main(['--help']); print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_commands_import_without_collections_and_the_console_freezes_them():
+    code = """
+import gc
+from pipelines.cli import _import
+runs = []
+gc.callbacks.append(lambda phase, info: runs.append(phase))
+gc.enable()
+_import("pipelines.batch", freeze=True)
+print(len(runs), gc.isenabled(), gc.get_freeze_count())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    collections, enabled, frozen = out.split()
+    assert collections == "0" and enabled == "True"  # none while importing Beam; the collector back on
+    assert int(frozen) > 100_000  # Beam's objects, skipped by every later collection
+
+
+def test_console_keeps_blas_to_one_thread_unless_told_otherwise(monkeypatch):
+    import pipelines.cli
+
+    seen = []
+    monkeypatch.setattr(
+        pipelines.cli, "main", lambda freeze: seen.append((freeze, os.environ.get("OPENBLAS_NUM_THREADS"))) or 0
+    )
+    monkeypatch.setattr(pipelines.cli.os, "_exit", lambda code: seen.append(code))
+    monkeypatch.setattr(sys, "argv", ["vccflow", "--help"])
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    pipelines.cli.console()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    pipelines.cli.console()
+    assert seen == [(True, "1"), 0, (True, "4"), 0]
 
 
 def test_glob_matching_nothing_is_exit_2_with_one_line(tmp_path, capsys):
