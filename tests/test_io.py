@@ -58,7 +58,7 @@ def test_read_notifications_plain_gzip_and_json_documents(tmp_path, pipeline):
     with gzip.open(tmp_path / "b.jsonl.gz", "wb") as f:
         f.write(orjson.dumps(_held(2, "ch2")) + b"\n" + b"[1]")
     (tmp_path / "c.json").write_bytes(orjson.dumps([_held(3), _held(4, "ch2"), {"no": "type"}]))
-    (tmp_path / "d.json").write_bytes(orjson.dumps(_held(5)))
+    (tmp_path / "d.json").write_bytes(orjson.dumps(_held(5, "canal-ñ")))  # a key whose UTF-8 is not ASCII
     paths = expand_patterns([str(tmp_path / "*")])
     with pipeline as p:
         out = p | beam.Create(paths) | ReadNotifications(shards=4)
@@ -73,7 +73,7 @@ def test_read_notifications_plain_gzip_and_json_documents(tmp_path, pipeline):
                     (shard_of("ch2", 4), "ch2", "id2"),
                     (shard_of("ch1", 4), "ch1", "id3"),
                     (shard_of("ch2", 4), "ch2", "id4"),
-                    (shard_of("ch1", 4), "ch1", "id5"),
+                    (shard_of("canal-ñ", 4), "canal-ñ", "id5"),
                 ]
             ),
             label="channel",
