@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.test_events import HELD, PRESENCE, with_
 from transforms import io as vio
-from transforms.events import unpack
+from transforms.events import Event, add_to_batch, new_batch, pack, packed_batch, parse_line, unpack
 from transforms.io import NoInputError, ReadNotifications, expand_patterns, iter_lines, shard_of
 
 
@@ -36,6 +36,21 @@ def test_iter_lines_trailing_newline_adds_no_line():
 def test_shard_is_stable():
     assert shard_of("740109c1-12d5-430f-9543-131fe5c4edcb", 16) == shard_of("740109c1-12d5-430f-9543-131fe5c4edcb", 16)
     assert {shard_of(f"c{i}", 8) for i in range(200)} == set(range(8))
+
+
+def test_a_batch_filled_one_event_at_a_time_packs_as_pack_does_and_starts_over_empty():
+    events = [parse_line(orjson.dumps(_held(i, f"ch{i % 3}")), "") for i in range(40)]
+    events += [parse_line(orjson.dumps(PRESENCE), "")]
+    assert all(type(e) is Event for e in events)
+    buffer = new_batch()
+    for ev in events[:25]:
+        add_to_batch(ev, buffer, -1)
+    first = packed_batch(buffer, 25)
+    for ev in events[25:]:
+        add_to_batch(ev, buffer, -1)
+    second = packed_batch(buffer, len(events) - 25)
+    assert unpack(first) == unpack(pack(events[:25])) == events[:25]
+    assert unpack(second) == events[25:]  # nothing of the first batch is left in the buffer
 
 
 def test_expand_patterns_sorted_and_missing_is_an_error(tmp_path):

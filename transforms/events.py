@@ -111,6 +111,27 @@ def unpack(batch: bytes) -> list[Event]:
     return _BATCH_DECODER.decode(decompress(batch))
 
 
+#: A MessagePack array header (array 32) whose count :func:`packed_batch` fills in.
+_ARRAY_HEADER = b"\xdd\x00\x00\x00\x00"
+#: ``add_to_batch(event, buffer, -1)`` appends one event to a :func:`new_batch` buffer.
+add_to_batch = _BATCH_ENCODER.encode_into
+
+
+def new_batch() -> bytearray:
+    """An empty batch that a reader fills one event at a time with :func:`add_to_batch`,
+    while each event is fresh in memory, then packs with :func:`packed_batch`."""
+    return bytearray(_ARRAY_HEADER)
+
+
+def packed_batch(buffer: bytearray, count: int) -> bytes:
+    """The ``count`` events added to ``buffer`` as one packed batch (what :func:`pack` makes
+    of them; :func:`unpack` restores them); ``buffer`` is emptied for the next batch."""
+    buffer[1:5] = count.to_bytes(4, "big")
+    packed = compress(buffer)
+    del buffer[len(_ARRAY_HEADER) :]
+    return packed
+
+
 class DeadLetter(NamedTuple):
     """An input that is not a usable event, with why. ``raw`` is already capped."""
 

@@ -27,8 +27,10 @@ from transforms.events import (
     PRESENCE_TYPE,
     DeadLetter,
     Event,
+    add_to_batch,
     dead_letter,
-    pack,
+    new_batch,
+    packed_batch,
     parse_lines,
     split_json_document,
 )
@@ -202,9 +204,9 @@ class ReadFileFn(beam.DoFn):
         started = time.monotonic()
         ingested = _now_us()
         shards, max_bytes, crc32 = self.shards, self.max_bytes, zlib.crc32
-        # one buffer per shard and kind; flushing empties them in place
-        channel: list[list[Event]] = [[] for _ in range(shards)]
-        presence: list[list[Event]] = [[] for _ in range(shards)]
+        # a batch per shard of channel events, then per shard of presence events: each event is
+        # encoded into its batch as soon as it is parsed (it is freed while fresh in memory)
+        batches, counts = [new_batch() for _ in range(2 * shards)], [0] * (2 * shards)
         dead: list[DeadLetter] = []
         lines = blank = buffered = 0
         next_report = PROGRESS_LINES
@@ -219,7 +221,9 @@ class ReadFileFn(beam.DoFn):
             rejects = 0
             for out in outs:
                 if type(out) is Event:  # the shard is shard_of(key), inlined
-                    (presence if out.type == PRESENCE_TYPE else channel)[crc32(out.key.encode()) % shards].append(out)
+                    i = crc32(out.key.encode()) % shards + (shards if out.type == PRESENCE_TYPE else 0)
+                    add_to_batch(out, batches[i], -1)
+                    counts[i] += 1
                 else:
                     rejects += 1
             if rejects:  # blank lines and dead letters (rare): a second pass, for their line numbers
@@ -229,14 +233,15 @@ class ReadFileFn(beam.DoFn):
                     elif type(out) is DeadLetter:
                         dead.append(out._replace(origin=origin.format(path, first + i)))
             buffered += len(outs) - rejects
+            del outs
             if buffered >= BATCH_EVENTS:
-                yield from self._flush(channel, presence)
+                yield from self._flush(batches, counts, shards)
                 buffered = 0
             if lines >= next_report:
                 next_report += PROGRESS_LINES
                 elapsed = time.monotonic() - started
                 log.info("reading %s: %d lines so far (%.0f lines/s)", path, lines, lines / max(elapsed, 1e-6))
-        yield from self._flush(channel, presence)
+        yield from self._flush(batches, counts, shards)
         if dead:
             yield beam.pvalue.TaggedOutput(DEAD, (path, ingested, dead))
         elapsed = time.monotonic() - started
@@ -253,14 +258,13 @@ class ReadFileFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(STATS, dict(stats))
 
     @staticmethod
-    def _flush(channel: list[list[Event]], presence: list[list[Event]]):
-        """Emit every non-empty buffer (index: shard) and empty it in place."""
-        for tag, buffers in ((None, channel), (PRESENCE, presence)):
-            for shard, events in enumerate(buffers):
-                if events:
-                    batch = (shard, pack(events))
-                    events.clear()
-                    yield batch if tag is None else beam.pvalue.TaggedOutput(tag, batch)
+    def _flush(batches: list[bytearray], counts: list[int], shards: int):
+        """Emit every non-empty batch (channel shards, then presence shards) and empty it."""
+        for i, count in enumerate(counts):
+            if count:
+                batch = (i % shards, packed_batch(batches[i], count))
+                counts[i] = 0
+                yield batch if i < shards else beam.pvalue.TaggedOutput(PRESENCE, batch)
 
 
 class ReadNotifications(beam.PTransform):
