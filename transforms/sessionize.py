@@ -68,6 +68,7 @@ class SessionizeChannelShardFn(beam.DoFn):
         valid = duplicates = 0
         for events in _by_key(batches).values():
             result = sessionize_channel(events)
+            events.clear()  # freed now, while fresh in memory
             sessions.append(result.session_values)
             segments.extend(result.segment_values)
             events_, dropped, agent, role = _tallies(result.session_values)
