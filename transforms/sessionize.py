@@ -40,11 +40,14 @@ def _label(shard: int) -> str:
     return f"s{shard:05d}"
 
 
+_KEY = Event._fields.index("key")
+
+
 def _by_key(batches) -> dict[str, list[Event]]:
     by_key: dict[str, list[Event]] = defaultdict(list)
     for batch in batches:
         for ev in unpack(batch):
-            by_key[ev.key].append(ev)
+            by_key[ev[_KEY]].append(ev)  # (by index: a NamedTuple attribute is a descriptor call)
     return by_key
 
 
