@@ -132,6 +132,9 @@ def make_pipeline(beam_args: list[str], input_bytes: int = 0, worker_command: st
     # Beam's "multi_processing" mode with vccflow's worker command; the runner's mode option
     # stays "in_memory" (it would replace the environment), so its warning about it is dropped.
     _FN_RUNNER_LOG.addFilter(_drop_running_mode_warning)
+    # Each worker warns that no main session was staged for it: vccflow stages none (its
+    # workers import its modules, which register what they need), so the warning is dropped.
+    _JOB_SERVICE_LOG.addFilter(_drop_main_session_warning)
     command = worker_command or f"{sys.executable} -m pipelines.worker"
     log.info(
         "runner: FnApiRunner, %d worker processes: %s (%.0f MiB of input)",
@@ -148,6 +151,13 @@ _FN_RUNNER_LOG = logging.getLogger("apache_beam.runners.portability.fn_api_runne
 
 def _drop_running_mode_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("If direct_num_workers is not equal to 1")
+
+
+_JOB_SERVICE_LOG = logging.getLogger("apache_beam.runners.portability.local_job_service")
+
+
+def _drop_main_session_warning(record: logging.LogRecord) -> bool:
+    return "No semi_persistent_directory found" not in record.getMessage()
 
 
 def build_report(stats: dict, paths: list[str], run_id: str, started: float, verdict, staging: str, root: str) -> dict:
