@@ -123,7 +123,6 @@ _Piece = tuple[int, int, str | None, str | None, bool]
 #: A usable segment of the agent: ``(start_at, end_at, state, channel_id)``.
 _Segment = tuple[int, int | None, str | None, str | None]
 _START = itemgetter(0)
-_END = itemgetter(1)
 _BOUNDS = itemgetter(0, 1)
 _PRESENCE_ORDER = attrgetter("ts", "id", "source")
 
@@ -365,15 +364,6 @@ def sessionize_agent(
     connects: list[tuple] = []
     in_session: list[list[_Piece]] = [[] for _ in range(n)]
     in_gap: dict[int, list[_Piece]] = defaultdict(list)
-    if n == 1:  # the usual case: one login session holding every segment, each closed and not a point
-        login, end = starts[0], ends[0]
-        inside = [(a, b, state, ch, True) for a, b, state, ch in segments if b is not None and login <= a < b <= end]
-        if len(inside) == len(segments):  # the same pieces the loop below would make
-            in_session[0], segments = inside, []
-            connects = [(ch, a) for a, _, state, ch, _ in inside if state == "connected"]
-            last = max(map(_END, inside), default=None)
-            if last is not None and (last_known is None or last > last_known):
-                last_known = last
     for a, b, state, ch in segments:
         t = b if b is not None and b > a else a  # max(a, b)
         if last_known is None or t > last_known:
