@@ -203,7 +203,7 @@ class ReadFileFn(beam.DoFn):
     def _read(self, path: str):
         started = time.monotonic()
         ingested = _now_us()
-        shards, max_bytes, crc32 = self.shards, self.max_bytes, zlib.crc32
+        shards, max_bytes = self.shards, self.max_bytes
         # a batch per shard of channel events, then per shard of presence events: each event is
         # encoded into its batch as soon as it is parsed (it is freed while fresh in memory)
         batches, counts = [new_batch() for _ in range(2 * shards)], [0] * (2 * shards)
@@ -220,8 +220,8 @@ class ReadFileFn(beam.DoFn):
             outs = parse_lines(records, max_bytes, sizes)
             rejects = 0
             for out in outs:
-                if type(out) is Event:  # the shard is shard_of(key), inlined
-                    i = crc32(out.key.encode()) % shards + (shards if out.type == PRESENCE_TYPE else 0)
+                if type(out) is Event:
+                    i = shard_of(out.key, shards) + (shards if out.type == PRESENCE_TYPE else 0)
                     add_to_batch(out, batches[i], -1)
                     counts[i] += 1
                 else:
