@@ -17,7 +17,7 @@ from operator import itemgetter
 import apache_beam as beam
 import msgspec
 
-from transforms.events import DeadLetter, Event, compress, decompress, unpack
+from transforms.events import FIELD, DeadLetter, Event, compress, decompress, unpack
 from transforms.io import paused_gc, shard_of
 from transforms.parquet import RowBatch
 from transforms.presence import WORK_SEGMENT_FIELDS, sessionize_agent
@@ -40,14 +40,14 @@ def _label(shard: int) -> str:
     return f"s{shard:05d}"
 
 
-_KEY = Event._fields.index("key")
+_KEY = FIELD["key"]
 
 
 def _by_key(batches) -> dict[str, list[Event]]:
     by_key: dict[str, list[Event]] = defaultdict(list)
     for batch in batches:
         for ev in unpack(batch):
-            by_key[ev[_KEY]].append(ev)  # (by index: a NamedTuple attribute is a descriptor call)
+            by_key[ev[_KEY]].append(ev)
     return by_key
 
 

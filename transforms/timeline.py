@@ -30,20 +30,17 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import NamedTuple
 
-from transforms.events import CHANNEL_RANK, Event
+from transforms.events import CHANNEL_RANK, FIELD, Event
 
 _SUSPEND = {"held": "held", "parked": "parked", "interrupted": "interrupted"}
 _RESUME = {"retrieved": "held", "unparked": "parked", "resumed": "interrupted"}
 _CONNECTED_FAMILY = frozenset({"connected", "held", "parked", "interrupted"})
 #: Channel columns taken from the first event that carries them.
 _FIELDS = ("interaction_id", "conversation_id", "party_role", "agent_id", "user_id")
-# Events are read by field index on this path (once per event of every job): indexing a tuple
-# costs a fraction of a NamedTuple attribute, which is a descriptor call.
-_SOURCE, _EVENT_ID, _TYPE, _TS, _KEY, _REASON = map(
-    Event._fields.index, ("source", "id", "type", "ts", "key", "reason")
-)
-_ALL_FIELDS = itemgetter(*map(Event._fields.index, _FIELDS))
-_FIELD_GETTERS = tuple(itemgetter(Event._fields.index(f)) for f in _FIELDS)
+# Events are read by field index on this path (once per event of every job).
+_SOURCE, _EVENT_ID, _TYPE, _TS, _KEY, _REASON = (FIELD[f] for f in ("source", "id", "type", "ts", "key", "reason"))
+_ALL_FIELDS = itemgetter(*(FIELD[f] for f in _FIELDS))
+_FIELD_GETTERS = tuple(itemgetter(FIELD[f]) for f in _FIELDS)
 _ID = itemgetter(_EVENT_ID)
 _rank = CHANNEL_RANK.get
 #: ``channel_sessions`` columns, in the order of the schema and of a session's value tuple.
