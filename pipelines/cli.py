@@ -7,12 +7,12 @@ shows tracebacks and debug logs.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import os
 import sys
-from types import ModuleType
+
+from transforms.collector import paused_gc
 
 COMMANDS = {
     "batch": ("pipelines.batch", "sessionize archived notification files into validated Parquet"),
@@ -44,26 +44,9 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _import(module: str, freeze: bool) -> ModuleType:
-    """``module``, imported with the cyclic garbage collector off: importing Beam (or Great
-    Expectations) builds about a million long-lived objects, which the collections their
-    allocations trigger would scan again and again. With ``freeze``, they are moved to the
-    permanent generation afterwards: later collections skip them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        imported = importlib.import_module(module)
-        if freeze:
-            gc.freeze()
-        return imported
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def main(argv: list[str] | None = None, freeze: bool = False) -> int:
     """Entry point of the console script; returns the exit code. ``freeze``: the process
-    runs this one command (see :func:`_import`)."""
+    runs this one command, so what it imports is frozen (:func:`transforms.collector.paused_gc`)."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = False
     while args and args[0] in ("-v", "--verbose"):
@@ -78,7 +61,10 @@ def main(argv: list[str] | None = None, freeze: bool = False) -> int:
         return 2
     setup_logging(verbose)
     try:  # importing Beam takes a while: Ctrl-C may come now
-        module = _import(COMMANDS[name][0], freeze)
+        # importing Beam (or GX) builds about a million long-lived objects; frozen, when
+        # this process runs only this command, so that no collection scans them again
+        with paused_gc(freeze):
+            module = importlib.import_module(COMMANDS[name][0])
         from pipelines.outputs import OutputError
         from transforms.io import NoInputError
     except KeyboardInterrupt:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import gc
 import gzip
 import math
 import random
@@ -55,6 +54,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+
+from transforms.collector import paused_gc
 
 SEC = 1_000
 MIN = 60 * SEC
@@ -1189,9 +1190,7 @@ def _deliver(sim: _Sim, channels: list[_Channel]) -> tuple[dict[str, list[bytes]
 def generate(config: Config) -> Generated:
     """Simulate, deliver and account; pure (no filesystem), deterministic for a config."""
     days = max(1, math.ceil(config.interactions / (config.agents * PER_AGENT_DAY)))
-    collecting = gc.isenabled()
-    gc.disable()  # millions of long-lived objects, no cycles: the collector would only rescan them
-    try:
+    with paused_gc():  # millions of long-lived objects, no cycles
         while True:
             sim = _Sim(config, days)
             try:
@@ -1201,9 +1200,6 @@ def generate(config: Config) -> Generated:
                 days += 1
         files, lines, dup_by_channel = _deliver(sim, channels)
         return Generated(config, files, _build_truth(sim, channels, lines, dup_by_channel))
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def dump_truth(truth: dict, out: BinaryIO) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
 import logging
 import multiprocessing
@@ -49,6 +48,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from schemas.outputs import PARTITION_COLUMN, TABLES, dataset_schema
+from transforms.collector import paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -588,10 +588,8 @@ def _serve(first: Connection, second: Connection, parent_ends: list[Connection])
     os.setpgid(0, 0)
     for conn in parent_ends:
         conn.close()
-    gc.disable()  # the import builds long-lived objects only: collections would rescan them in vain
-    failure = _import_gx_when_idle(first.poll)
-    gc.freeze()  # the imports live as long as the process: collections need not scan them
-    gc.enable()
+    with paused_gc(freeze=True):  # the imports live as long as the process
+        failure = _import_gx_when_idle(first.poll)
     try:
         job = first.recv()
     except EOFError:  # the main process ended without validating

@@ -19,7 +19,6 @@ The client imports nothing heavy: it hands over its standard streams and its env
 
 from __future__ import annotations
 
-import gc
 import glob
 import json
 import logging
@@ -32,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import traceback
+
+from transforms.collector import paused_gc
 
 
 def run_harness() -> int:
@@ -153,15 +154,13 @@ def _serve(listener: socket.socket, stop: int) -> None:
     """The zygote: import Beam's harness and vccflow's transforms, then fork a harness per
     connection until ``stop`` is readable (a byte from :meth:`WorkerZygote.close`, or EOF
     once every process holding its other end is gone)."""
-    gc.disable()  # imports build long-lived objects only: collections would rescan them in vain
-    from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 (imported once, for every harness)
+    with paused_gc(freeze=True):  # the imports live as long as the process
+        from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 (imported once, for every harness)
 
-    import transforms.io  # noqa: F401 (what the batch job's workers run)
-    import transforms.parquet  # noqa: F401
-    import transforms.sessionize  # noqa: F401
+        import transforms.io  # noqa: F401 (what the batch job's workers run)
+        import transforms.parquet  # noqa: F401
+        import transforms.sessionize  # noqa: F401
 
-    gc.freeze()  # the imports live as long as the process: collections need not scan them
-    gc.enable()
     while True:
         ready, _, _ = select.select([listener, stop], [], [])
         if stop in ready:

@@ -8,20 +8,19 @@ by one worker, line by line with line numbers, so every dead letter names its or
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
 import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.collector import paused_gc
 from transforms.events import (
     MAX_EVENT_BYTES,
     PRESENCE_TYPE,
@@ -66,19 +65,6 @@ def expand_patterns(patterns: list[str]) -> list[str]:
             raise NoInputError(f"no input file matches {pattern!r}")
         paths.update(found)
     return sorted(paths)
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a block that builds many acyclic objects
-    (events, rows): collections triggered by allocation would re-scan them again and again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def total_size(paths: list[str]) -> int:

@@ -17,8 +17,9 @@ from operator import itemgetter
 import apache_beam as beam
 import msgspec
 
+from transforms.collector import paused_gc
 from transforms.events import FIELD, DeadLetter, Event, compress, decompress, unpack
-from transforms.io import paused_gc, shard_of
+from transforms.io import shard_of
 from transforms.parquet import RowBatch
 from transforms.presence import WORK_SEGMENT_FIELDS, sessionize_agent
 from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult, dedup, sessionize_channel
