@@ -166,6 +166,128 @@ DEAD_LETTER = pa.schema(
     ]
 )
 
+#: ``interactions.direction`` values (inferred: the payload has no direction).
+DIRECTIONS = ("inbound", "outbound", "internal")
+
+#: ``interactions.outcome`` values, per direction.
+OUTCOMES = (
+    "answered",
+    "abandoned_before_offer",
+    "abandoned_while_alerting",
+    "abandoned_after_offer",
+    "connected",
+    "failed",
+    "in_progress",
+    "internal",
+)
+
+#: The abandoned outcomes of inbound interactions.
+ABANDONED_OUTCOMES = ("abandoned_before_offer", "abandoned_while_alerting", "abandoned_after_offer")
+
+INTERACTIONS = pa.schema(
+    [
+        _f("interaction_id", pa.string(), "VCC interaction id (`data.channel.interactionId`); unique", False),
+        _f("conversation_id", pa.string(), "conversation id of its channels (the earliest channel's on conflict)"),
+        _f("started_at", TS, "earliest event of any of its channels", False),
+        _f("ended_at", TS, "latest `ended_at` of its channels; null unless every channel is complete"),
+        _f("last_event_at", TS, "latest event of any of its channels", False),
+        _f("duration_ms", MS, "ended_at - started_at; null while not complete"),
+        _f("is_complete", pa.bool_(), "every channel of the interaction saw `channel.ended`", False),
+        _f("customer_channels", COUNT, "channels whose party role is not `agent`", False),
+        _f("agent_channels", COUNT, "channels whose party role is `agent`", False),
+        _f("distinct_agents", COUNT, "distinct agent ids over its agent channels", False),
+        _f("direction", pa.string(), "inferred: " + ", ".join(DIRECTIONS) + " (see README, Interactions)", False),
+        _f("outcome", pa.string(), "one of " + ", ".join(OUTCOMES), False),
+        _f("offers", COUNT, "agent channels that alerted (offers to agents)", False),
+        _f("first_offered_at", TS, "inbound: earliest `alerted_at` of an agent channel"),
+        _f("answered_at", TS, "inbound: earliest agent `connected_at`; outbound: earliest customer `connected_at`"),
+        _f("time_to_answer_ms", MS, "answered_at - started_at (arrival-based speed of answer, IVR and queue included)"),
+        _f("wait_before_offer_ms", MS, "inbound: first_offered_at - started_at"),
+        _f("ring_ms", MS, "alerting time of the answering channel (agent inbound, customer outbound)"),
+        _f("abandon_ms", MS, "abandoned outcomes: first customer channel's end - started_at"),
+        _f("transfers", COUNT, "blind + warm transfers between consecutive agent connections", False),
+        _f("blind_transfers", COUNT, "next agent connected at or after the previous one disconnected", False),
+        _f("warm_transfers", COUNT, "consults after which the earlier agent disconnected first", False),
+        _f("consults", COUNT, "next agent connected while the previous one was connected", False),
+        _f("conferences", COUNT, "consults with a customer channel connected (not held) during the overlap", False),
+        _f("agent_path", pa.list_(pa.string()), "agent ids in order of first connection, each once", False),
+        _f("first_agent_id", pa.string(), "first agent to connect"),
+        _f("final_agent_id", pa.string(), "last agent to connect"),
+        _f("talk_ms", MS, "talk time over the agent channels", False),
+        _f("hold_ms", MS, "hold time over the agent channels", False),
+        _f("park_ms", MS, "park time over the agent channels", False),
+        _f("interruption_ms", MS, "interruption time over the agent channels", False),
+        _f("wrap_ms", MS, "wrap time over the agent channels", False),
+        _f("handle_ms", MS, "talk + hold + wrap over the agent channels", False),
+        _f("customer_hold_ms", MS, "hold time over the customer channels (what the customer experienced)", False),
+        _f("customer_hold_count", COUNT, "hold episodes over the customer channels", False),
+        _f("hold_abandon", pa.bool_(), "a customer channel disconnected while held", False),
+        _f("anomaly_count", COUNT, "anomalies of its channels plus disagreements between them", False),
+        _f("inference", pa.list_(pa.string()), "what was inferred or found inconsistent, e.g. `direction`", False),
+    ]
+)
+
+#: The answer and abandon thresholds (seconds) of the service-level columns.
+SERVICE_THRESHOLDS = (10, 20, 30, 60, 120)
+
+AGENT_INTERVALS = pa.schema(
+    [
+        _f("agent_id", pa.string(), "VCC agent id", False),
+        _f("user_id", pa.string(), "agent's user id"),
+        _f("interval_start", TS, "interval start (UTC grid of --interval-minutes)", False),
+        _f("interval_end", TS, "interval end (exclusive)", False),
+        _f("logged_in_ms", MS, "time in any non-loggedOut presence", False),
+        _f("ready_ms", MS, "time in ready presence", False),
+        _f("away_ms", MS, "time in away presence", False),
+        _f("extended_away_ms", MS, "time in extendedAway presence", False),
+        _f("other_presence_ms", MS, "time in any other non-loggedOut presence", False),
+        _f("alert_ms", MS, "alerting time of the agent's channels, clipped to the interval", False),
+        _f("talk_ms", MS, "talk time, clipped to the interval", False),
+        _f("hold_ms", MS, "hold time, clipped to the interval", False),
+        _f("park_ms", MS, "park time, clipped to the interval", False),
+        _f("interruption_ms", MS, "interruption time, clipped to the interval", False),
+        _f("wrap_ms", MS, "wrap time, clipped to the interval", False),
+        _f("busy_ms", MS, "wall-clock time with >= 1 channel connected, held, parked, interrupted or in wrap", False),
+        _f("active_channel_ms", MS, "the same time summed per channel (>= busy_ms)", False),
+        _f("max_concurrency", COUNT, "most channels active at once", False),
+        _f("idle_ms", MS, "ready with no channel alerting, active or in wrap", False),
+        _f("offers", COUNT, "agent channels alerted in the interval", False),
+        _f("answered", COUNT, "agent channels connected in the interval", False),
+        _f("missed", COUNT, "alerting ended in the interval without connecting", False),
+        _f("handled", COUNT, "connected agent channels that ended in the interval", False),
+        _f("handle_ms_of_handled", MS, "handle_ms of those channels (end-attributed AHT numerator)", False),
+    ]
+)
+
+_WITHIN = [
+    _f(f"{kind}_within_{s}s", COUNT, f"inbound {kind} within {s} s of arrival", False)
+    for kind in ("answered", "abandoned")
+    for s in SERVICE_THRESHOLDS
+]
+
+SERVICE_INTERVALS = pa.schema(
+    [
+        _f("interval_start", TS, "interval start (UTC grid of --interval-minutes)", False),
+        _f("interval_end", TS, "interval end (exclusive)", False),
+        _f("inbound", COUNT, "inbound interactions that arrived (started_at) in the interval", False),
+        _f("answered", COUNT, "of those, answered", False),
+        _f("abandoned", COUNT, "of those, abandoned (before offer, while alerting or after offer)", False),
+        _f("short_abandoned", COUNT, "of those, abandoned under --short-abandon-seconds", False),
+        _f("in_progress", COUNT, "of those, neither answered nor abandoned yet", False),
+        *_WITHIN,
+        _f("sum_time_to_answer_ms", MS, "sum of time_to_answer_ms of the answered", False),
+        _f("max_time_to_answer_ms", MS, "largest time_to_answer_ms of the answered, 0 if none", False),
+        _f("sum_abandon_ms", MS, "sum of abandon_ms of the abandoned", False),
+        _f("outbound", COUNT, "outbound interactions started in the interval", False),
+        _f("outbound_connected", COUNT, "of those, connected", False),
+        _f("transfers", COUNT, "transfers of the interactions started in the interval", False),
+        _f("consults", COUNT, "consults of the interactions started in the interval", False),
+        _f("conferences", COUNT, "conferences of the interactions started in the interval", False),
+        _f("handled", COUNT, "connected agent channels that ended in the interval", False),
+        _f("handle_ms_of_handled", MS, "handle_ms of those channels", False),
+    ]
+)
+
 #: Every output table by folder name.
 TABLES: dict[str, pa.Schema] = {
     "channel_sessions": CHANNEL_SESSIONS,
