@@ -27,13 +27,13 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
-from pipelines.validate import ValidationWorkers, format_verdict, validate_output
 from pipelines.worker import WorkerZygote, claim_early, flag_given, worker_processes
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.io import ReadNotifications, expand_patterns, total_size
 from transforms.parquet import RowBatch, WriteTables, utc_date
 from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
+from transforms.validation import ValidationWorkers, format_verdict, validate_output
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Great Expectations validation of output folders (pipelines/validate.py, schemas/expectations.py)."""
+"""Great Expectations validation of output folders (transforms/validation.py, the engine; pipelines/validate.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pyarrow.dataset as ds
 import pytest
 
 import schemas.expectations
-from pipelines import validate
-from pipelines.validate import ValidationWorkers, Verdict, format_verdict, run, validate_output, validate_table
+from pipelines.validate import run
 from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, TABLES
+from transforms import validation as validate
+from transforms.validation import ValidationWorkers, Verdict, format_verdict, validate_output, validate_table
 
 REPO = Path(__file__).resolve().parents[1]
 DAY1 = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z in microseconds
@@ -231,9 +232,9 @@ import socket, sys
 def offline(*args, **kwargs):
     raise OSError("network access in a test")
 socket.socket.connect = socket.create_connection = socket.getaddrinfo = offline
-import pipelines.validate, schemas.expectations
+import transforms.validation, schemas.expectations
 assert "great_expectations" not in sys.modules, "great_expectations imported at module import"
-assert pipelines.validate.validate_output({str(root)!r}).success
+assert transforms.validation.validate_output({str(root)!r}).success
 assert "great_expectations" in sys.modules
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -467,7 +468,7 @@ def test_run_exit_codes(tmp_path, capsys):
 _PRIORITY_PROBE = """
 import os, threading, time
 import schemas.expectations
-from pipelines.validate import _import_gx_when_idle
+from transforms.validation import _import_gx_when_idle
 
 priority = lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 before = priority()

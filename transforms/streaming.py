@@ -642,7 +642,7 @@ _VALIDATION_LOCK = threading.Lock()  # Great Expectations' warning filters are p
 def validate_file(table: str, data: pa.Table, day: str):
     """One file's rows against ``table``'s suite (the partition rule included); rules
     across files (uniqueness over the whole table) are for ``vccflow validate``."""
-    from pipelines.validate import validate_table
+    from transforms.validation import validate_table
 
     with _VALIDATION_LOCK:
         return validate_table(table, data.append_column(PARTITION_COLUMN, pa.array([day] * data.num_rows)))

@@ -1,6 +1,7 @@
-"""Validate vccflow output tables with the Great Expectations suites of :mod:`schemas.expectations`.
+"""The validation engine: vccflow output tables against the Great Expectations suites of
+:mod:`schemas.expectations` (the ``vccflow validate`` command is :mod:`pipelines.validate`).
 
-``vccflow validate DIR`` reads every table of an output folder as a whole (rules across
+:func:`validate_output` reads every table of an output folder as a whole (rules across
 partitions, such as ``channel_id`` uniqueness, see all files at once), validates it, and
 writes next to the tables::
 
@@ -21,7 +22,6 @@ import GX while the caller still works.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -740,35 +740,3 @@ def format_verdict(verdict: Verdict | TableVerdict) -> str:
     if verdict.data_docs:
         lines.append(f"Data Docs: {verdict.data_docs}")
     return "\n".join(lines)
-
-
-def run(argv: list[str] | None = None) -> int:
-    """``vccflow validate DIR [--no-docs]``: 0 all suites pass, 1 a suite fails, 2 bad DIR."""
-    parser = argparse.ArgumentParser(
-        prog="vccflow validate",
-        description="Validate the Parquet tables of a vccflow output folder with Great Expectations.\n"
-        "Exit codes: 0 all suites pass, 1 a suite fails (verdict on stderr), 2 DIR is not a vccflow output.",
-        epilog="example:\n  vccflow validate out/demo\n  then open out/demo/_validation/data_docs/index.html",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("dir", metavar="DIR", help="output root holding channel_sessions/, ... (local or gs://)")
-    parser.add_argument("--no-docs", action="store_true", help="skip the HTML Data Docs (JSON results only)")
-    parser.add_argument(
-        "--table",
-        action="append",
-        choices=list(TABLES),
-        metavar="TABLE",
-        help=f"validate only this table (repeatable): {', '.join(TABLES)}",
-    )
-    args = parser.parse_args(argv)
-    docs = not args.no_docs
-    if docs and "://" in args.dir and not args.dir.startswith("file://"):
-        print("vccflow validate: Data Docs need a local DIR; writing JSON results only", file=sys.stderr)
-        docs = False
-    try:
-        verdict = validate_output(args.dir, tables=args.table, data_docs=docs)
-    except (OSError, NotAnOutputError, pa.ArrowInvalid) as exc:  # missing folder, bad URI, not an output
-        print(f"vccflow validate: {exc}", file=sys.stderr)
-        return 2
-    print(format_verdict(verdict), file=sys.stdout if verdict.success else sys.stderr)
-    return 0 if verdict.success else 1
