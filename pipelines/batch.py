@@ -5,7 +5,8 @@
 Reads every file matching the ``--input`` globs (local or ``gs://``, plain or ``.gz``),
 parses and deduplicates the notifications, sessionizes channels and agents with the pure
 cores, and writes ``channel_sessions``, ``channel_segments``, ``agent_presence``,
-``agent_sessions`` and ``dead_letter`` as hive-partitioned Parquet under ``--output``, then
+``agent_sessions``, ``agent_intervals``, ``service_intervals`` and ``dead_letter`` as
+hive-partitioned Parquet under ``--output``, then
 validates them with Great Expectations and writes ``_run_report.json``. Arguments it does
 not know are Beam pipeline options (``--runner DataflowRunner --project ...``); without
 ``--runner`` the job runs on Beam's FnApiRunner (the DirectRunner's engine), in-process for
@@ -27,12 +28,14 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
+from pipelines.options import add_interval_options
 from pipelines.worker import WorkerZygote, claim_early, flag_given, worker_processes
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
+from transforms.intervals import DEFAULT_INTERVAL_MINUTES, DEFAULT_SHORT_ABANDON_SECONDS, interval_ms
 from transforms.io import ReadNotifications, expand_patterns, total_size
 from transforms.parquet import RowBatch, WriteTables, utc_date
-from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
+from transforms.sessionize import SERVICE, ServiceIntervals, SessionizeAgents, SessionizeChannels, dead_letter_rows
 from transforms.validation import ValidationWorkers, format_verdict, validate_output
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=MAX_EVENT_BYTES,
         help=f"notifications larger than this become 'oversized' dead letters, default {MAX_EVENT_BYTES}",
     )
+    add_interval_options(parser)
     return parser
 
 
@@ -86,18 +90,29 @@ def sum_dicts(dicts) -> dict:
     return dict(total)
 
 
-def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int, max_bytes: int) -> None:
-    """The batch graph: read, sessionize channels then agents, write every table and a
-    statistics file ``_stats.json`` under ``staging``."""
+def build_pipeline(
+    p: beam.Pipeline,
+    paths: list[str],
+    staging: str,
+    shards: int,
+    max_bytes: int,
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
+    short_abandon_seconds: int = DEFAULT_SHORT_ABANDON_SECONDS,
+) -> None:
+    """The batch graph: read, sessionize channels then agents, aggregate the service
+    intervals, write every table and a statistics file ``_stats.json`` under ``staging``."""
+    step = interval_ms(interval_minutes)
     # Read spreads the files over the workers itself: Create's own reshuffle would be a second one
     read = p | "InputFiles" >> beam.Create(paths, reshuffle=False) | "Read" >> ReadNotifications(shards, max_bytes)
-    channels = read.channel | "Channels" >> SessionizeChannels(shards)
-    agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents()
+    channels = read.channel | "Channels" >> SessionizeChannels(shards, step)
+    agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents(step)
+    service = channels[SERVICE] | "Service" >> ServiceIntervals(step)
     dead = read.dead | "DeadLetterRows" >> beam.Map(dead_letter_rows).with_output_types(RowBatch)
     # each writer is fused with the step producing its rows: row batches are never encoded
     written = [
         channels.rows | "WriteChannelTables" >> WriteTables(staging),
         agents.rows | "WriteAgentTables" >> WriteTables(staging),
+        service | "WriteServiceIntervals" >> WriteTables(staging),
         dead | "WriteDeadLetters" >> WriteTables(staging),
     ]
     stats_path = beam.io.filesystems.FileSystems.join(staging, "_stats.json")
@@ -251,7 +266,15 @@ def run(argv: list[str] | None = None) -> int:
             zygote.close()
             zygote = None
         with zygote or nullcontext(), make_pipeline(beam_args, input_bytes, zygote and zygote.command) as p:
-            build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
+            build_pipeline(
+                p,
+                paths,
+                staging,
+                known.shards,
+                known.max_event_bytes,
+                known.interval_minutes,
+                known.short_abandon_seconds,
+            )
             validators = ValidationWorkers()
         stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))
         outputs.fill_empty_tables(

@@ -32,6 +32,7 @@ Great Expectations is imported lazily, offline (:func:`import_gx`), never at mod
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import os
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from schemas.outputs import (
     ERROR_CODES,
     PARTITION_COLUMN,
     PARTITION_SOURCE,
+    SERVICE_THRESHOLDS,
     TABLES,
     TS,
     dataset_schema,
@@ -62,6 +64,8 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
     "channel_segments": ("channel_id", "seq"),
     "agent_presence": ("agent_id", "start_at"),
     "agent_sessions": ("session_id",),
+    "agent_intervals": ("agent_id", "interval_start"),
+    "service_intervals": ("interval_start",),
     "dead_letter": ("origin",),
 }
 
@@ -167,6 +171,27 @@ def _floor_ms(times: pd.Series) -> pd.Series:
 
 def _end_minus_start_ms(df: pd.DataFrame) -> pd.Series:
     return _floor_ms(df["end_at"]) - _floor_ms(df["start_at"])
+
+
+def _interval_length_ms(df: pd.DataFrame) -> pd.Series:
+    return _floor_ms(df["interval_end"]) - _floor_ms(df["interval_start"])
+
+
+def _on_grid(df: pd.DataFrame) -> pd.Series:
+    """``interval_start`` is a multiple of the interval length (the grid is aligned on UTC)."""
+    length = df["_interval_length_ms"]
+    return (
+        _missing(df, "interval_start", "_interval_length_ms")
+        | (length <= 0)
+        | (_floor_ms(df["interval_start"]) % length.where(length > 0, 1) == 0)
+    )
+
+
+def _product_of(a: str, b: str) -> _Compute:
+    def product(df: pd.DataFrame) -> pd.Series:
+        return df[a] * df[b]
+
+    return product
 
 
 def _channel_max_seq(df: pd.DataFrame) -> pd.Series:
@@ -276,6 +301,22 @@ def _in_states(column: str) -> Rule:
     )
 
 
+def _zero_where_none(column: str, count: str) -> Rule:
+    """``column == 0`` where ``count == 0`` (a sum or maximum over no item)."""
+    return Rule(
+        f"_{column}_zero_without_{count}",
+        f"{column} == 0 where {count} == 0",
+        (column, count),
+        lambda df: ~_is_true(df[count] == 0) | df[column].isna() | (df[column] == 0),
+    )
+
+
+_ON_GRID = Rule(
+    "_interval_start_on_grid",
+    "interval_start // 1 ms is a multiple of _interval_length_ms (the grid is aligned on UTC)",
+    ("interval_start", "_interval_length_ms"),
+    _on_grid,
+)
 _LIFECYCLE = ("alerted_at", "connected_at", "disconnected_at", "wrap_started_at", "ended_at")
 _PHASES = ("hold", "park", "interruption")
 _DURATION_MATCHES = _equals("duration_ms", "_end_minus_start_ms")
@@ -288,6 +329,29 @@ _TALK_HOLD_WRAP: _Helper = (
     "_talk_hold_wrap_ms",
     "talk_ms + hold_ms + wrap_ms",
     _sum_of("talk_ms", "hold_ms", "wrap_ms"),
+)
+_PRESENCE_SUM: _Helper = (
+    "_presence_sum_ms",
+    "ready_ms + away_ms + extended_away_ms + other_presence_ms",
+    _sum_of("ready_ms", "away_ms", "extended_away_ms", "other_presence_ms"),
+)
+_INTERVAL_LENGTH: _Helper = (
+    "_interval_length_ms",
+    "interval_end // 1 ms - interval_start // 1 ms",
+    _interval_length_ms,
+)
+#: ``--interval-minutes`` choices, in ms (schemas does not import the transforms).
+INTERVAL_LENGTHS_MS = (15 * 60_000, 30 * 60_000, 60 * 60_000)
+#: agent_intervals durations that cannot exceed the interval: one presence, one wall clock at a time.
+_ONE_AT_A_TIME = (
+    "logged_in_ms",
+    "ready_ms",
+    "away_ms",
+    "extended_away_ms",
+    "other_presence_ms",
+    "busy_ms",
+    "idle_ms",
+    "_idle_plus_busy_ms",
 )
 
 _HELPERS: dict[str, tuple[_Helper, ...]] = {
@@ -304,13 +368,29 @@ _HELPERS: dict[str, tuple[_Helper, ...]] = {
         ("_channel_max_seq", "largest seq of the row's channel_id", _channel_max_seq),
     ),
     "agent_presence": (_END_MINUS_START,),
-    "agent_sessions": (
+    "agent_sessions": (_PRESENCE_SUM, _TALK_HOLD_WRAP),
+    "agent_intervals": (
+        _INTERVAL_LENGTH,
+        _PRESENCE_SUM,
         (
-            "_presence_sum_ms",
-            "ready_ms + away_ms + extended_away_ms + other_presence_ms",
-            _sum_of("ready_ms", "away_ms", "extended_away_ms", "other_presence_ms"),
+            "_active_sum_ms",
+            "talk_ms + hold_ms + park_ms + interruption_ms + wrap_ms",
+            _sum_of("talk_ms", "hold_ms", "park_ms", "interruption_ms", "wrap_ms"),
         ),
-        _TALK_HOLD_WRAP,
+        ("_idle_plus_busy_ms", "idle_ms + busy_ms", _sum_of("idle_ms", "busy_ms")),
+        (
+            "_max_concurrency_times_busy_ms",
+            "max_concurrency * busy_ms",
+            _product_of("max_concurrency", "busy_ms"),
+        ),
+    ),
+    "service_intervals": (
+        _INTERVAL_LENGTH,
+        (
+            "_answered_abandoned_in_progress",
+            "answered + abandoned + in_progress",
+            _sum_of("answered", "abandoned", "in_progress"),
+        ),
     ),
     "dead_letter": (),
 }
@@ -348,6 +428,25 @@ _TABLE_RULES: dict[str, tuple[Rule, ...]] = {
     "agent_sessions": (
         _ordered("logout_at", "login_at"),
         _is_open_iff_null("logout_at"),
+    ),
+    "agent_intervals": (
+        _ON_GRID,
+        Rule(
+            "_max_concurrency_zero_iff_not_busy",
+            "max_concurrency > 0 exactly where busy_ms > 0",
+            ("max_concurrency", "busy_ms"),
+            lambda df: (
+                _missing(df, "max_concurrency", "busy_ms") | ((df["max_concurrency"] > 0) == (df["busy_ms"] > 0))
+            ),
+        ),
+        _zero_where_none("handle_ms_of_handled", "handled"),
+    ),
+    "service_intervals": (
+        _ON_GRID,
+        _zero_where_none("sum_time_to_answer_ms", "answered"),
+        _zero_where_none("max_time_to_answer_ms", "answered"),
+        _zero_where_none("sum_abandon_ms", "abandoned"),
+        _zero_where_none("handle_ms_of_handled", "handled"),
     ),
     "dead_letter": (),
 }
@@ -459,6 +558,49 @@ def _agent_sessions_builtins(E: Any, Column: Any) -> list:
     ]
 
 
+def _interval_builtins(E: Any, key: list[str]) -> list:
+    """Rows unique per ``key``; one interval length for the whole table, one of the grid's."""
+    return [
+        E.ExpectCompoundColumnsToBeUnique(column_list=key)
+        if len(key) > 1
+        else E.ExpectColumnValuesToBeUnique(column=key[0]),
+        E.ExpectColumnValuesToBeInSet(column="_interval_length_ms", value_set=list(INTERVAL_LENGTHS_MS)),
+        E.ExpectColumnUniqueValueCountToBeBetween(column="_interval_length_ms", min_value=0, max_value=1),
+    ]
+
+
+def _agent_intervals_builtins(E: Any, Column: Any) -> list:
+    return [
+        *_interval_builtins(E, ["agent_id", "interval_start"]),
+        *(_at_least(E, "_interval_length_ms", column) for column in _ONE_AT_A_TIME),
+        _equal(E, "logged_in_ms", "_presence_sum_ms"),
+        _equal(E, "active_channel_ms", "_active_sum_ms"),
+        _at_least(E, "active_channel_ms", "busy_ms"),
+        _at_least(E, "_max_concurrency_times_busy_ms", "active_channel_ms"),
+        # every millisecond of channel work is logged-in time, known or inferred as agent_sessions does
+        _at_least(E, "logged_in_ms", "_idle_plus_busy_ms"),
+        _at_least(E, "ready_ms", "idle_ms"),
+    ]
+
+
+def _service_intervals_builtins(E: Any, Column: Any) -> list:
+    within = [
+        _at_least(E, f"{kind}_within_{b}s", f"{kind}_within_{a}s")
+        for kind in ("answered", "abandoned")
+        for a, b in itertools.pairwise(SERVICE_THRESHOLDS)
+    ]
+    return [
+        *_interval_builtins(E, ["interval_start"]),
+        *within,
+        _at_least(E, "answered", f"answered_within_{SERVICE_THRESHOLDS[-1]}s"),
+        _at_least(E, "abandoned", f"abandoned_within_{SERVICE_THRESHOLDS[-1]}s"),
+        _at_least(E, "abandoned", "short_abandoned"),
+        _equal(E, "inbound", "_answered_abandoned_in_progress"),
+        _at_least(E, "outbound", "outbound_connected"),
+        _at_least(E, "sum_time_to_answer_ms", "max_time_to_answer_ms"),
+    ]
+
+
 def _dead_letter_builtins(E: Any, Column: Any) -> list:
     return [E.ExpectColumnValuesToBeInSet(column="error_code", value_set=list(ERROR_CODES))]
 
@@ -469,6 +611,8 @@ _BUILTINS: dict[str, Callable[[Any, Any], list]] = {
     "channel_segments": _channel_segments_builtins,
     "agent_presence": _agent_presence_builtins,
     "agent_sessions": _agent_sessions_builtins,
+    "agent_intervals": _agent_intervals_builtins,
+    "service_intervals": _service_intervals_builtins,
     "dead_letter": _dead_letter_builtins,
 }
 

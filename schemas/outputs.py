@@ -294,6 +294,8 @@ TABLES: dict[str, pa.Schema] = {
     "channel_segments": CHANNEL_SEGMENTS,
     "agent_presence": AGENT_PRESENCE,
     "agent_sessions": AGENT_SESSIONS,
+    "agent_intervals": AGENT_INTERVALS,
+    "service_intervals": SERVICE_INTERVALS,
     "dead_letter": DEAD_LETTER,
 }
 
@@ -303,6 +305,8 @@ PARTITION_SOURCE = {
     "channel_segments": "start_at",
     "agent_presence": "start_at",
     "agent_sessions": "login_at",
+    "agent_intervals": "interval_start",
+    "service_intervals": "interval_start",
     "dead_letter": "ingested_at",
 }
 

@@ -62,6 +62,21 @@ CASES = [
     ("agent_sessions", 0, {"logout_at": DAY1 - S}, {"_logout_at_not_before_login_at"}),
     ("agent_sessions", 0, {"logout_at": None}, {"_is_open_iff_no_logout_at"}),
     ("agent_sessions", 0, {"is_open": True}, {"_is_open_iff_no_logout_at"}),
+    *(
+        (table, 0, {"interval_start": DAY1 + 60 * S, "interval_end": DAY1 + 960 * S}, {"_interval_start_on_grid"})
+        for table in ("agent_intervals", "service_intervals")
+    ),
+    ("agent_intervals", 0, {"max_concurrency": 1}, {"_max_concurrency_zero_iff_not_busy"}),
+    ("agent_intervals", 1, {"max_concurrency": 0}, {"_max_concurrency_zero_iff_not_busy"}),
+    ("agent_intervals", 0, {"handle_ms_of_handled": 5}, {"_handle_ms_of_handled_zero_without_handled"}),
+    ("service_intervals", 1, {"handle_ms_of_handled": 5}, {"_handle_ms_of_handled_zero_without_handled"}),
+    (
+        "service_intervals",
+        0,
+        {"answered": 0, "inbound": 0},
+        {"_sum_time_to_answer_ms_zero_without_answered", "_max_time_to_answer_ms_zero_without_answered"},
+    ),
+    ("service_intervals", 0, {"sum_abandon_ms": 5}, {"_sum_abandon_ms_zero_without_abandoned"}),
 ]
 
 

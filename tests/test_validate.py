@@ -14,7 +14,7 @@ import pytest
 
 import schemas.expectations
 from pipelines.validate import run
-from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, TABLES
+from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, SERVICE_THRESHOLDS, TABLES
 from transforms import validation as validate
 from transforms.validation import ValidationWorkers, Verdict, format_verdict, validate_output, validate_table
 
@@ -115,6 +115,18 @@ def _segments(channel_id: str, parts: list[tuple[str, int, int | None, str, str 
     return rows
 
 
+def _agent_interval(start: int, **values) -> dict:
+    """Agent a1's 15-minute interval from ``start``: zeros but ``values``."""
+    row = {"agent_id": "a1", "user_id": "u1", "interval_start": start, "interval_end": start + 900 * S}
+    return {**row, **dict.fromkeys(TABLES["agent_intervals"].names[4:], 0), **values}
+
+
+def _service_interval(start: int, **values) -> dict:
+    """The 15-minute service interval from ``start``: zeros but ``values``."""
+    row = {"interval_start": start, "interval_end": start + 900 * S}
+    return {**row, **dict.fromkeys(TABLES["service_intervals"].names[2:], 0), **values}
+
+
 def _valid_tables() -> dict[str, list[dict]]:
     t0 = DAY1 + 3600 * S + 123  # odd microseconds: durations floor per endpoint
     closed = _segments(
@@ -177,6 +189,55 @@ def _valid_tables() -> dict[str, list[dict]]:
                 "is_open": False,
                 "is_inferred": False,
             }
+        ],
+        "agent_intervals": [
+            _agent_interval(DAY1, logged_in_ms=90000, ready_ms=60000, away_ms=30000, idle_ms=60000),
+            _agent_interval(
+                DAY1 + 3600 * S,
+                logged_in_ms=30000,
+                other_presence_ms=30000,  # inferred: c1 after the logout
+                alert_ms=1000,
+                talk_ms=20000,
+                hold_ms=5000,
+                wrap_ms=4000,
+                busy_ms=29000,
+                active_channel_ms=29000,
+                max_concurrency=1,
+                offers=1,
+                answered=1,
+                handled=1,
+                handle_ms_of_handled=29000,
+            ),
+        ],
+        "service_intervals": [
+            _service_interval(
+                DAY1 + 3600 * S,
+                inbound=1,
+                answered=1,
+                **{f"answered_within_{s}s": 1 for s in SERVICE_THRESHOLDS},
+                sum_time_to_answer_ms=1000,
+                max_time_to_answer_ms=1000,
+                handled=1,
+                handle_ms_of_handled=29000,
+            ),
+            _service_interval(
+                DAY2,
+                inbound=3,
+                answered=1,
+                abandoned=1,
+                in_progress=1,
+                short_abandoned=1,
+                **{f"answered_within_{s}s": 1 for s in SERVICE_THRESHOLDS[1:]},
+                **{f"abandoned_within_{s}s": 1 for s in SERVICE_THRESHOLDS},
+                sum_time_to_answer_ms=15000,
+                max_time_to_answer_ms=15000,
+                sum_abandon_ms=3000,
+                outbound=2,
+                outbound_connected=1,
+                transfers=1,
+                consults=1,
+                conferences=1,
+            ),
         ],
         "dead_letter": [
             {
@@ -259,7 +320,7 @@ def test_valid_output_passes_quietly_and_writes_results(tmp_path, capfd):
     assert (out / "data_docs" / "index.html").is_file()
     assert verdict.data_docs == str(out / "data_docs" / "index.html")
     rows = sum(len(r) for r in _valid_tables().values())
-    assert format_verdict(verdict).startswith(f"validation passed: 5 tables, {rows} rows, ")
+    assert format_verdict(verdict).startswith(f"validation passed: {len(TABLES)} tables, {rows} rows, ")
     assert summary["summary"] == verdict.headline and "0 failed" in verdict.headline
 
 
@@ -364,7 +425,7 @@ def test_workers_give_the_verdict_files_and_docs_of_one_process(tmp_path):
     docs = [
         sorted(p.relative_to(r).parts[:2] for p in r.rglob("*.html")) for r in (tmp_path / "here", tmp_path / "workers")
     ]
-    assert docs[0] == docs[1] and len(docs[0]) == 11  # the index, a suite page and a result page per table
+    assert docs[0] == docs[1] and len(docs[0]) == 1 + 2 * len(TABLES)  # the index, a suite and a result page per table
     index = (tmp_path / "workers" / "_validation" / "data_docs" / "index.html").read_text()
     assert all(f"expectations/{table}.html" in index and f"validations/{table}/" in index for table in TABLES)
     assert "dataContextId" not in index  # as in one process: no id in the pages' links

@@ -73,6 +73,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas import PARTITION_COLUMN, PARTITION_SOURCE
 from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line
+from transforms.intervals import DEFAULT_INTERVAL_MINUTES, DEFAULT_SHORT_ABANDON_SECONDS, interval_ms
 from transforms.parquet import table_file, to_arrow, utc_date, write_parquet
 from transforms.presence import LOGGED_OUT, normalize_presence_type, sessionize_agent
 from transforms.timeline import sessionize_channel
@@ -122,17 +123,27 @@ class Work(typing.NamedTuple):
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """Timing of the stateful stages, in seconds, and the message size cap."""
+    """Timing of the stateful stages, in seconds, the message size cap and the interval
+    reports' grid (minutes) and short-abandon threshold (seconds)."""
 
     grace_seconds: int = 60
     expire_after_seconds: int = 4 * 3600
     dedup_horizon_seconds: int = 86400
     max_event_bytes: int = MAX_EVENT_BYTES
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES
+    short_abandon_seconds: int = DEFAULT_SHORT_ABANDON_SECONDS
 
     def __post_init__(self) -> None:
-        for name in ("grace_seconds", "expire_after_seconds", "dedup_horizon_seconds", "max_event_bytes"):
+        for name in (
+            "grace_seconds",
+            "expire_after_seconds",
+            "dedup_horizon_seconds",
+            "max_event_bytes",
+            "short_abandon_seconds",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        interval_ms(self.interval_minutes)  # one of the grid lengths, or ValueError
 
 
 def agent_of(ev: Event) -> str | None:
