@@ -212,7 +212,7 @@ INTERACTIONS = pa.schema(
         _f("conferences", COUNT, "consults with a customer channel connected (not held) during the overlap", False),
         _f("agent_path", pa.list_(pa.string()), "agent ids in order of first connection, each once", False),
         _f("first_agent_id", pa.string(), "first agent to connect"),
-        _f("final_agent_id", pa.string(), "last agent to connect"),
+        _f("final_agent_id", pa.string(), "agent whose connected phase ended last (who had the contact at the end)"),
         _f("talk_ms", MS, "talk time over the agent channels", False),
         _f("hold_ms", MS, "hold time over the agent channels", False),
         _f("park_ms", MS, "park time over the agent channels", False),
