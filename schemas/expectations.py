@@ -44,8 +44,11 @@ import pandas as pd
 import pyarrow as pa
 
 from schemas.outputs import (
+    ABANDONED_OUTCOMES,
     CHANNEL_STATES,
+    DIRECTIONS,
     ERROR_CODES,
+    OUTCOMES,
     PARTITION_COLUMN,
     PARTITION_SOURCE,
     TABLES,
@@ -62,6 +65,7 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
     "channel_segments": ("channel_id", "seq"),
     "agent_presence": ("agent_id", "start_at"),
     "agent_sessions": ("session_id",),
+    "interactions": ("interaction_id",),
     "dead_letter": ("origin",),
 }
 
@@ -169,6 +173,15 @@ def _end_minus_start_ms(df: pd.DataFrame) -> pd.Series:
     return _floor_ms(df["end_at"]) - _floor_ms(df["start_at"])
 
 
+def _minus_started_ms(column: str) -> _Helper:
+    """``column // 1 ms - started_at // 1 ms``, NA where ``column`` is null."""
+    return (
+        f"_{column.removesuffix('_at')}_minus_started_ms",
+        f"{column} // 1 ms - started_at // 1 ms (floored per endpoint), NA where {column} is null",
+        lambda df: _floor_ms(df[column]) - _floor_ms(df["started_at"]),
+    )
+
+
 def _channel_max_seq(df: pd.DataFrame) -> pd.Series:
     return df.groupby("channel_id", sort=False)["seq"].transform("max")
 
@@ -266,6 +279,19 @@ def _if_complete(column: str, null: bool) -> Rule:
     )
 
 
+#: The outcomes each direction can have.
+_OUTCOMES_OF = {
+    "inbound": ("answered", *ABANDONED_OUTCOMES, "in_progress"),
+    "outbound": ("connected", "failed", "in_progress"),
+    "internal": ("internal",),
+}
+
+
+def _outcome_fits_direction(df: pd.DataFrame) -> pd.Series:
+    fits = [_is_true(df["direction"] == d) & _is_true(df["outcome"].isin(o)) for d, o in _OUTCOMES_OF.items()]
+    return functools.reduce(operator.or_, fits)
+
+
 def _in_states(column: str) -> Rule:
     """``column`` is one of ``CHANNEL_STATES`` where present."""
     return Rule(
@@ -312,6 +338,17 @@ _HELPERS: dict[str, tuple[_Helper, ...]] = {
         ),
         _TALK_HOLD_WRAP,
     ),
+    "interactions": (
+        _minus_started_ms("ended_at"),
+        _minus_started_ms("answered_at"),
+        _minus_started_ms("first_offered_at"),
+        _TALK_HOLD_WRAP,
+        (
+            "_blind_plus_warm_transfers",
+            "blind_transfers + warm_transfers",
+            _sum_of("blind_transfers", "warm_transfers"),
+        ),
+    ),
     "dead_letter": (),
 }
 
@@ -348,6 +385,39 @@ _TABLE_RULES: dict[str, tuple[Rule, ...]] = {
     "agent_sessions": (
         _ordered("logout_at", "login_at"),
         _is_open_iff_null("logout_at"),
+    ),
+    "interactions": (
+        *(_ordered(later, "started_at") for later in ("ended_at", "first_offered_at", "answered_at")),
+        _equals("duration_ms", "_ended_minus_started_ms"),
+        _equals("time_to_answer_ms", "_answered_minus_started_ms"),
+        _equals("wait_before_offer_ms", "_first_offered_minus_started_ms"),
+        _null_iff_open("duration_ms", "ended_at"),
+        _null_iff_open("time_to_answer_ms", "answered_at"),
+        _null_iff_open("wait_before_offer_ms", "first_offered_at"),
+        Rule(
+            "_is_complete_iff_ended_at",
+            "is_complete is true exactly when ended_at is present",
+            ("is_complete", "ended_at"),
+            lambda df: df["is_complete"] == df["ended_at"].notna(),
+        ),
+        Rule(
+            "_outcome_fits_direction",
+            "outcome is one of the direction's: " + "; ".join(f"{d}: {', '.join(o)}" for d, o in _OUTCOMES_OF.items()),
+            ("direction", "outcome"),
+            _outcome_fits_direction,
+        ),
+        Rule(
+            "_abandon_ms_iff_abandoned",
+            f"abandon_ms is present exactly when outcome is one of {', '.join(ABANDONED_OUTCOMES)}",
+            ("abandon_ms", "outcome"),
+            lambda df: df["abandon_ms"].notna() == _is_true(df["outcome"].isin(ABANDONED_OUTCOMES)),
+        ),
+        Rule(
+            "_answered_at_iff_answered",
+            "answered_at is present exactly when outcome is answered or connected",
+            ("answered_at", "outcome"),
+            lambda df: df["answered_at"].notna() == _is_true(df["outcome"].isin(("answered", "connected"))),
+        ),
     ),
     "dead_letter": (),
 }
@@ -459,6 +529,21 @@ def _agent_sessions_builtins(E: Any, Column: Any) -> list:
     ]
 
 
+def _interactions_builtins(E: Any, Column: Any) -> list:
+    return [
+        E.ExpectColumnValuesToBeUnique(column="interaction_id"),
+        E.ExpectColumnValuesToBeInSet(column="direction", value_set=list(DIRECTIONS)),
+        E.ExpectColumnValuesToBeInSet(column="outcome", value_set=list(OUTCOMES)),
+        _at_least(E, "last_event_at", "started_at"),
+        _equal(E, "handle_ms", "_talk_hold_wrap_ms"),
+        _equal(E, "transfers", "_blind_plus_warm_transfers"),
+        _at_least(E, "consults", "warm_transfers"),
+        _at_least(E, "consults", "conferences"),
+        _at_least(E, "agent_channels", "distinct_agents"),
+        _at_least(E, "agent_channels", "offers"),
+    ]
+
+
 def _dead_letter_builtins(E: Any, Column: Any) -> list:
     return [E.ExpectColumnValuesToBeInSet(column="error_code", value_set=list(ERROR_CODES))]
 
@@ -469,6 +554,7 @@ _BUILTINS: dict[str, Callable[[Any, Any], list]] = {
     "channel_segments": _channel_segments_builtins,
     "agent_presence": _agent_presence_builtins,
     "agent_sessions": _agent_sessions_builtins,
+    "interactions": _interactions_builtins,
     "dead_letter": _dead_letter_builtins,
 }
 

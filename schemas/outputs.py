@@ -294,6 +294,7 @@ TABLES: dict[str, pa.Schema] = {
     "channel_segments": CHANNEL_SEGMENTS,
     "agent_presence": AGENT_PRESENCE,
     "agent_sessions": AGENT_SESSIONS,
+    "interactions": INTERACTIONS,
     "dead_letter": DEAD_LETTER,
 }
 
@@ -303,6 +304,7 @@ PARTITION_SOURCE = {
     "channel_segments": "start_at",
     "agent_presence": "start_at",
     "agent_sessions": "login_at",
+    "interactions": "started_at",
     "dead_letter": "ingested_at",
 }
 
