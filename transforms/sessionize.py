@@ -1,9 +1,12 @@
-"""Batch sessionization: thin Beam shells around the pure cores in :mod:`transforms.timeline`
-and :mod:`transforms.presence`.
+"""Batch sessionization: thin Beam shells around the pure cores in :mod:`transforms.timeline`,
+:mod:`transforms.presence` and :mod:`transforms.interaction`.
 
 Events travel in batches keyed by a shard of their entity (channel or agent), so Beam's
 per-element cost is paid per batch, not per event; one GroupByKey brings all of a shard's
-events together and the pure core runs once per channel and once per agent.
+events together and the pure core runs once per channel and once per agent. The channel
+stage ships what the later cores read of each channel the same way, batched per shard: agent
+work by agent shard, interaction summaries by interaction shard (one more GroupByKey, the
+interaction core once per interaction).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import msgspec
 
 from transforms.collector import paused_gc
 from transforms.events import FIELD, DeadLetter, Event, compress, decompress, unpack
+from transforms.interaction import channel_summary, interaction_key, interaction_values
 from transforms.io import shard_of
 from transforms.parquet import RowBatch
 from transforms.presence import WORK_SEGMENT_FIELDS, sessionize_agent
@@ -27,6 +31,7 @@ from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult,
 log = logging.getLogger(__name__)
 
 AGENT_WORK = "agent_work"
+INTERACTION_WORK = "interaction_work"
 STATS = "stats"
 #: What the agent core reads of a channel's segments and session (the rest stays behind).
 _WORK_SESSION_KEYS = ("agent_id", "party_role", "user_id", "first_event_at")
@@ -55,7 +60,8 @@ def _by_key(batches) -> dict[str, list[Event]]:
 class SessionizeChannelShardFn(beam.DoFn):
     """``(shard, [packed events])`` in. Out: a :class:`RowBatch` of ``channel_sessions`` and one
     of ``channel_segments`` (main), ``(agent_shard, bytes)`` of agent channels (``agent_work``,
-    :func:`pack_work`) and a statistics dict (``stats``)."""
+    :func:`pack_work`), ``(interaction_shard, bytes)`` of every channel's summary
+    (``interaction_work``, :func:`pack_summaries`) and a statistics dict (``stats``)."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
@@ -69,12 +75,15 @@ class SessionizeChannelShardFn(beam.DoFn):
         sessions: list[tuple] = []
         segments: list[tuple] = []
         work: dict[int, tuple[list[tuple], list[tuple]]] = defaultdict(lambda: ([], []))
+        summaries: dict[int, list[tuple]] = defaultdict(list)
         valid = duplicates = 0
         for events in _by_key(batches).values():
             result = sessionize_channel(events)
             events.clear()  # freed now, while fresh in memory
             sessions.append(result.session_values)
             segments.extend(result.segment_values)
+            summary = channel_summary(result)
+            summaries[shard_of(interaction_key(summary), self.shards)].append(summary)
             events_, dropped, agent, role = _tallies(result.session_values)
             valid += events_
             duplicates += dropped
@@ -88,6 +97,8 @@ class SessionizeChannelShardFn(beam.DoFn):
             yield RowBatch("channel_segments", _label(shard), segments)
         for agent_shard, (segs, sess) in work.items():
             yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, pack_work(segs, sess)))
+        for interaction_shard, values in summaries.items():
+            yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (interaction_shard, pack_summaries(values)))
         yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "channels": len(sessions)})
         log.info(
             "channel shard %s: %d channels, %d segments, %d events in %.1fs",
@@ -97,7 +108,8 @@ class SessionizeChannelShardFn(beam.DoFn):
 
 class SessionizeChannels(beam.PTransform):
     """Channel event batches ``(shard, packed events)`` in; a tuple out: table row batches
-    (:class:`RowBatch`, main), agent work ``(agent_shard, bytes)`` and stats."""
+    (:class:`RowBatch`, main), agent work ``(agent_shard, bytes)``, interaction work
+    ``(interaction_shard, bytes)`` and stats."""
 
     def __init__(self, shards: int) -> None:
         super().__init__()
@@ -110,7 +122,7 @@ class SessionizeChannels(beam.PTransform):
             | "SessionizeChannelShard"
             >> beam.ParDo(SessionizeChannelShardFn(self.shards))
             .with_output_types(RowBatch)
-            .with_outputs(AGENT_WORK, STATS, main="rows")
+            .with_outputs(AGENT_WORK, INTERACTION_WORK, STATS, main="rows")
         )
 
 
@@ -193,6 +205,47 @@ class SessionizeAgents(beam.PTransform):
             | "GroupByAgentShard" >> beam.GroupByKey()
             | "SessionizeAgentShard"
             >> beam.ParDo(_sessionize_agent_shard).with_output_types(RowBatch).with_outputs(STATS, main="rows")
+        )
+
+
+def pack_summaries(summaries: list[tuple]) -> bytes:
+    """Channel summaries (:func:`transforms.interaction.channel_summary`) as one ``bytes``
+    value, like :func:`pack_work`; :func:`unpack_summaries` restores them (as lists)."""
+    return compress(msgspec.msgpack.encode(summaries))
+
+
+def unpack_summaries(packed: bytes) -> list[list]:
+    return msgspec.msgpack.decode(decompress(packed))
+
+
+def _sessionize_interaction_shard(element):
+    with paused_gc():
+        yield from _interaction_shard_rows(*element)
+
+
+def _interaction_shard_rows(shard, batches):
+    started = time.monotonic()
+    by_interaction: dict[str, list[list]] = defaultdict(list)
+    for batch in batches:
+        for summary in unpack_summaries(batch):
+            by_interaction[interaction_key(summary)].append(summary)
+    rows = [interaction_values(channels) for channels in by_interaction.values()]
+    if rows:
+        yield RowBatch("interactions", _label(shard), rows)
+    yield beam.pvalue.TaggedOutput(STATS, {"interactions": len(rows)})
+    log.info("interaction shard %s: %d interactions in %.1fs", _label(shard), len(rows), time.monotonic() - started)
+
+
+class SessionizeInteractions(beam.PTransform):
+    """Interaction work ``(interaction_shard, bytes)`` (:func:`pack_summaries`) in; out:
+    ``interactions`` row batches (:class:`RowBatch`, main) and stats."""
+
+    def expand(self, work):
+        return (
+            work
+            | "GroupByInteractionShard" >> beam.GroupByKey()
+            | "SessionizeInteractionShard"
+            >> beam.ParDo(_sessionize_interaction_shard).with_output_types(RowBatch).with_outputs(STATS, main="rows")
         )
 
 
