@@ -45,8 +45,11 @@ import pandas as pd
 import pyarrow as pa
 
 from schemas.outputs import (
+    ABANDONED_OUTCOMES,
     CHANNEL_STATES,
+    DIRECTIONS,
     ERROR_CODES,
+    OUTCOMES,
     PARTITION_COLUMN,
     PARTITION_SOURCE,
     SERVICE_THRESHOLDS,
@@ -64,6 +67,7 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
     "channel_segments": ("channel_id", "seq"),
     "agent_presence": ("agent_id", "start_at"),
     "agent_sessions": ("session_id",),
+    "interactions": ("interaction_id",),
     "agent_intervals": ("agent_id", "interval_start"),
     "service_intervals": ("interval_start",),
     "dead_letter": ("origin",),
@@ -194,6 +198,15 @@ def _product_of(a: str, b: str) -> _Compute:
     return product
 
 
+def _minus_started_ms(column: str) -> _Helper:
+    """``column // 1 ms - started_at // 1 ms``, NA where ``column`` is null."""
+    return (
+        f"_{column.removesuffix('_at')}_minus_started_ms",
+        f"{column} // 1 ms - started_at // 1 ms (floored per endpoint), NA where {column} is null",
+        lambda df: _floor_ms(df[column]) - _floor_ms(df["started_at"]),
+    )
+
+
 def _channel_max_seq(df: pd.DataFrame) -> pd.Series:
     return df.groupby("channel_id", sort=False)["seq"].transform("max")
 
@@ -289,6 +302,19 @@ def _if_complete(column: str, null: bool) -> Rule:
         (column, "is_complete"),
         lambda df: ~_is_true(df["is_complete"]) | (df[column].isna() == null),
     )
+
+
+#: The outcomes each direction can have.
+_OUTCOMES_OF = {
+    "inbound": ("answered", *ABANDONED_OUTCOMES, "in_progress"),
+    "outbound": ("connected", "failed", "in_progress"),
+    "internal": ("internal",),
+}
+
+
+def _outcome_fits_direction(df: pd.DataFrame) -> pd.Series:
+    fits = [_is_true(df["direction"] == d) & _is_true(df["outcome"].isin(o)) for d, o in _OUTCOMES_OF.items()]
+    return functools.reduce(operator.or_, fits)
 
 
 def _in_states(column: str) -> Rule:
@@ -392,6 +418,17 @@ _HELPERS: dict[str, tuple[_Helper, ...]] = {
             _sum_of("answered", "abandoned", "in_progress"),
         ),
     ),
+    "interactions": (
+        _minus_started_ms("ended_at"),
+        _minus_started_ms("answered_at"),
+        _minus_started_ms("first_offered_at"),
+        _TALK_HOLD_WRAP,
+        (
+            "_blind_plus_warm_transfers",
+            "blind_transfers + warm_transfers",
+            _sum_of("blind_transfers", "warm_transfers"),
+        ),
+    ),
     "dead_letter": (),
 }
 
@@ -447,6 +484,39 @@ _TABLE_RULES: dict[str, tuple[Rule, ...]] = {
         _zero_where_none("max_time_to_answer_ms", "answered"),
         _zero_where_none("sum_abandon_ms", "abandoned"),
         _zero_where_none("handle_ms_of_handled", "handled"),
+    ),
+    "interactions": (
+        *(_ordered(later, "started_at") for later in ("ended_at", "first_offered_at", "answered_at")),
+        _equals("duration_ms", "_ended_minus_started_ms"),
+        _equals("time_to_answer_ms", "_answered_minus_started_ms"),
+        _equals("wait_before_offer_ms", "_first_offered_minus_started_ms"),
+        _null_iff_open("duration_ms", "ended_at"),
+        _null_iff_open("time_to_answer_ms", "answered_at"),
+        _null_iff_open("wait_before_offer_ms", "first_offered_at"),
+        Rule(
+            "_is_complete_iff_ended_at",
+            "is_complete is true exactly when ended_at is present",
+            ("is_complete", "ended_at"),
+            lambda df: df["is_complete"] == df["ended_at"].notna(),
+        ),
+        Rule(
+            "_outcome_fits_direction",
+            "outcome is one of the direction's: " + "; ".join(f"{d}: {', '.join(o)}" for d, o in _OUTCOMES_OF.items()),
+            ("direction", "outcome"),
+            _outcome_fits_direction,
+        ),
+        Rule(
+            "_abandon_ms_iff_abandoned",
+            f"abandon_ms is present exactly when outcome is one of {', '.join(ABANDONED_OUTCOMES)}",
+            ("abandon_ms", "outcome"),
+            lambda df: df["abandon_ms"].notna() == _is_true(df["outcome"].isin(ABANDONED_OUTCOMES)),
+        ),
+        Rule(
+            "_answered_at_iff_answered",
+            "answered_at is present exactly when outcome is answered or connected",
+            ("answered_at", "outcome"),
+            lambda df: df["answered_at"].notna() == _is_true(df["outcome"].isin(("answered", "connected"))),
+        ),
     ),
     "dead_letter": (),
 }
@@ -601,6 +671,21 @@ def _service_intervals_builtins(E: Any, Column: Any) -> list:
     ]
 
 
+def _interactions_builtins(E: Any, Column: Any) -> list:
+    return [
+        E.ExpectColumnValuesToBeUnique(column="interaction_id"),
+        E.ExpectColumnValuesToBeInSet(column="direction", value_set=list(DIRECTIONS)),
+        E.ExpectColumnValuesToBeInSet(column="outcome", value_set=list(OUTCOMES)),
+        _at_least(E, "last_event_at", "started_at"),
+        _equal(E, "handle_ms", "_talk_hold_wrap_ms"),
+        _equal(E, "transfers", "_blind_plus_warm_transfers"),
+        _at_least(E, "consults", "warm_transfers"),
+        _at_least(E, "consults", "conferences"),
+        _at_least(E, "agent_channels", "distinct_agents"),
+        _at_least(E, "agent_channels", "offers"),
+    ]
+
+
 def _dead_letter_builtins(E: Any, Column: Any) -> list:
     return [E.ExpectColumnValuesToBeInSet(column="error_code", value_set=list(ERROR_CODES))]
 
@@ -611,6 +696,7 @@ _BUILTINS: dict[str, Callable[[Any, Any], list]] = {
     "channel_segments": _channel_segments_builtins,
     "agent_presence": _agent_presence_builtins,
     "agent_sessions": _agent_sessions_builtins,
+    "interactions": _interactions_builtins,
     "agent_intervals": _agent_intervals_builtins,
     "service_intervals": _service_intervals_builtins,
     "dead_letter": _dead_letter_builtins,

@@ -238,3 +238,37 @@ def test_service_intervals_count_the_true_agent_channels_by_their_end(run):
         if row.handled
     }
     assert got == by_interval and sum(n for n, _ in got.values()) == len(handled) > 0
+
+
+def test_service_intervals_add_up_to_the_interactions_table(run):
+    """Issue 16, acceptance 4: per interval of arrival, the service counts are those of the
+    interactions table (pandas over its rows, independent of the interval core)."""
+    out, _ = run
+    interactions = pd.read_parquet(out / "interactions")
+    service = pd.read_parquet(out / "service_intervals").set_index("interval_start")
+    frame = interactions.assign(
+        interval_start=interactions["started_at"].dt.floor("15min"),
+        inbound=interactions["direction"] == "inbound",
+        outbound=interactions["direction"] == "outbound",
+    )
+    inbound = frame["inbound"]
+    frame["answered"] = inbound & (frame["outcome"] == "answered")
+    frame["abandoned"] = inbound & frame["outcome"].str.startswith("abandoned")
+    frame["in_progress"] = inbound & ~frame["answered"] & ~frame["abandoned"]
+    frame["outbound_connected"] = frame["outbound"] & (frame["outcome"] == "connected")
+    frame["sum_time_to_answer_ms"] = frame["time_to_answer_ms"].where(frame["answered"], 0)
+    frame["sum_abandon_ms"] = frame["abandon_ms"].where(frame["abandoned"], 0)
+    for s in (10, 20, 30, 60, 120):
+        frame[f"answered_within_{s}s"] = frame["answered"] & (frame["time_to_answer_ms"] <= s * 1000)
+        frame[f"abandoned_within_{s}s"] = frame["abandoned"] & (frame["abandon_ms"] <= s * 1000)
+    frame["short_abandoned"] = frame["abandoned"] & (frame["abandon_ms"] < 5000)
+    columns = [c for c in service.columns if c not in ("interval_end", "event_date", "handled", "handle_ms_of_handled")]
+    columns.remove("max_time_to_answer_ms")
+    expected = frame.groupby("interval_start")[columns].sum().astype("int64")
+    expected["max_time_to_answer_ms"] = frame["sum_time_to_answer_ms"].groupby(frame["interval_start"]).max()
+    # every interval an interaction arrived in has its row (the others: handled only, zeros here)
+    got = service[[*columns, "max_time_to_answer_ms"]].astype("int64")
+    assert (got.drop(expected.index) == 0).all().all()
+    pd.testing.assert_frame_equal(got.loc[expected.index], expected.astype("int64"), check_names=False)
+    assert got["inbound"].sum() == (interactions["direction"] == "inbound").sum() > 0
+    assert got["outbound"].sum() == (interactions["direction"] == "outbound").sum() > 0

@@ -18,7 +18,8 @@ from transforms.intervals import (
     SERVICE_INTERVAL_COLUMNS,
     SERVICE_VALUE_COLUMNS,
     agent_intervals,
-    handled_values,
+    handled_fields,
+    interaction_fields,
     interval_ms,
     merge_all,
     merge_service,
@@ -304,6 +305,10 @@ def interaction(started: str, direction: str = "inbound", outcome: str = "answer
     }
 
 
+def contributions(items: list[dict], short_abandon_ms: int = 5000) -> dict:
+    return service_interactions(map(interaction_fields, items), interval_ms=Q, short_abandon_ms=short_abandon_ms)
+
+
 def service(totals) -> dict:
     return {
         row[0]: dict(zip(SERVICE_INTERVAL_COLUMNS, row, strict=True)) for row in service_rows(totals, interval_ms=Q)
@@ -324,7 +329,7 @@ def test_service_counts_by_the_interval_of_arrival_with_thresholds_inclusive():
         interaction("2023-09-20T09:09", direction="internal", outcome="internal", transfers=1),
         interaction("2023-09-20T09:15", time_to_answer_ms=0),
     ]
-    rows = service(service_interactions(items, interval_ms=Q, short_abandon_ms=5000))
+    rows = service(contributions(items))
     first, second = rows[at("2023-09-20T09:00")], rows[at("2023-09-20T09:15")]
     assert first["interval_end"] == at("2023-09-20T09:15")
     assert (first["inbound"], first["answered"], first["abandoned"], first["in_progress"]) == (7, 3, 3, 1)
@@ -342,12 +347,7 @@ def test_short_abandon_threshold_is_a_parameter():
     items = [
         interaction("2023-09-20T09:03", outcome="abandoned_before_offer", abandon_ms=w) for w in (1, 9_999, 10_000)
     ]
-    counts = [
-        service(service_interactions(items, interval_ms=Q, short_abandon_ms=s * 1000))[at("2023-09-20T09:00")][
-            "short_abandoned"
-        ]
-        for s in (1, 10, 11)
-    ]
+    counts = [service(contributions(items, s * 1000))[at("2023-09-20T09:00")]["short_abandoned"] for s in (1, 10, 11)]
     assert counts == [1, 2, 3]
 
 
@@ -363,7 +363,7 @@ def test_handled_by_the_interval_in_which_agent_channels_ended():
         channel("agent", "2023-09-20T09:10", None, 50),  # not ended
         channel("customer", "2023-09-20T09:10", "2023-09-20T09:11", 60_000),
     ]
-    rows = service(service_handled(map(handled_values, channels), interval_ms=Q))
+    rows = service(service_handled(map(handled_fields, channels), interval_ms=Q))
     assert {start: (r["handled"], r["handle_ms_of_handled"], r["inbound"]) for start, r in rows.items()} == {
         at("2023-09-20T09:00"): (2, 7_200_100, 0)
     }
@@ -372,8 +372,11 @@ def test_handled_by_the_interval_in_which_agent_channels_ended():
 def test_service_contributions_merge_in_any_grouping_and_order():
     items = [interaction(f"2023-09-20T09:{m:02d}", time_to_answer_ms=m * 7000) for m in range(0, 60, 4)]
     items += [interaction("2023-09-20T09:31", outcome="abandoned_before_offer", abandon_ms=3000)]
-    whole = service_interactions(items, interval_ms=Q, short_abandon_ms=5000)
-    parts = [service_interactions(items[i::3], interval_ms=Q, short_abandon_ms=5000) for i in range(3)]
+    whole = contributions(items)
+    parts = [
+        service_interactions(map(interaction_fields, items[i::3]), interval_ms=Q, short_abandon_ms=5000)
+        for i in range(3)
+    ]
     handled = service_handled([("agent", 1, us("2023-09-20T09:20"), 42)], interval_ms=Q)
     assert merge_all([*reversed(parts)]) == whole
     assert merge_all([merge_all(parts[:2]), parts[2]]) == merge_all([parts[0], merge_all(parts[1:])])
@@ -479,7 +482,7 @@ def test_sums_over_intervals_equal_the_unsplit_totals(agent, minutes):
     handled = [s for s in sessions if s["connected_at"] is not None and s["ended_at"] is not None]
     assert (total["handled"], total["handle_ms_of_handled"]) == (len(handled), sum(s["handle_ms"] for s in handled))
     # the service side: the same channels' handled, by the interval they ended in
-    service_totals = service_handled(map(handled_values, sessions), interval_ms=step)
+    service_totals = service_handled(map(handled_fields, sessions), interval_ms=step)
     by_start = defaultdict(lambda: (0, 0))
     for r in rows:
         if r["handled"]:

@@ -92,6 +92,60 @@ def _open_session(channel_id: str, t0: int) -> dict:
     )
 
 
+def _interaction(interaction_id: str, t0: int, **changes) -> dict:
+    """A complete inbound interaction answered 5 s after arrival (offered after 3 s, rung 2 s),
+    one agent, a hold of 5 s, 4 s of wrap."""
+    row = {
+        "interaction_id": interaction_id,
+        "conversation_id": "conv-" + interaction_id,
+        "started_at": t0,
+        "ended_at": t0 + 40 * S,
+        "last_event_at": t0 + 40 * S,
+        "duration_ms": 40000,
+        "is_complete": True,
+        "customer_channels": 1,
+        "agent_channels": 1,
+        "distinct_agents": 1,
+        "direction": "inbound",
+        "outcome": "answered",
+        "offers": 1,
+        "first_offered_at": t0 + 3 * S,
+        "answered_at": t0 + 5 * S + 876,
+        "time_to_answer_ms": 5000,
+        "wait_before_offer_ms": 3000,
+        "ring_ms": 2000,
+        "abandon_ms": None,
+        "transfers": 0,
+        "blind_transfers": 0,
+        "warm_transfers": 0,
+        "consults": 0,
+        "conferences": 0,
+        "agent_path": ["a1"],
+        "first_agent_id": "a1",
+        "final_agent_id": "a1",
+        "talk_ms": 26000,
+        "hold_ms": 5000,
+        "park_ms": 0,
+        "interruption_ms": 0,
+        "wrap_ms": 4000,
+        "handle_ms": 35000,
+        "customer_hold_ms": 5000,
+        "customer_hold_count": 1,
+        "hold_abandon": False,
+        "anomaly_count": 0,
+        "inference": ["direction"],
+    }
+    return {**row, **changes}
+
+
+def _unanswered(interaction_id: str, t0: int, **changes) -> dict:
+    """An interaction nobody answered: no agent connected (an inbound abandon by default)."""
+    nobody = dict.fromkeys(("answered_at", "time_to_answer_ms", "ring_ms", "first_agent_id", "final_agent_id"))
+    zero = dict.fromkeys(("talk_ms", "hold_ms", "wrap_ms", "handle_ms", "customer_hold_ms", "customer_hold_count"), 0)
+    row = _interaction(interaction_id, t0, **nobody, **zero, agent_path=[])
+    return {**row, "outcome": "abandoned_while_alerting", "abandon_ms": 4000, "ended_at": t0 + 4 * S, **changes}
+
+
 def _segments(channel_id: str, parts: list[tuple[str, int, int | None, str, str | None]]) -> list[dict]:
     rows = []
     for seq, (state, start, end, started_by, ended_by) in enumerate(parts):
@@ -189,6 +243,23 @@ def _valid_tables() -> dict[str, list[dict]]:
                 "is_open": False,
                 "is_inferred": False,
             }
+        ],
+        "interactions": [
+            _interaction("i1", t0),
+            _unanswered("i2", t0 + 60 * S, last_event_at=t0 + 64 * S, duration_ms=4000),
+            _unanswered(
+                "i3",
+                DAY2,
+                direction="outbound",
+                outcome="in_progress",
+                abandon_ms=None,
+                ended_at=None,
+                duration_ms=None,
+                is_complete=False,
+                first_offered_at=None,
+                wait_before_offer_ms=None,
+                last_event_at=DAY2 + 3 * S,
+            ),
         ],
         "agent_intervals": [
             _agent_interval(DAY1, logged_in_ms=90000, ready_ms=60000, away_ms=30000, idle_ms=60000),

@@ -105,8 +105,30 @@ _ABANDONED = frozenset({"abandoned_before_offer", "abandoned_while_alerting", "a
 _THRESHOLDS_MS = tuple(s * 1000 for s in SERVICE_THRESHOLDS)
 _ANSWERED_WITHIN = tuple(_S[f"answered_within_{s}s"] for s in SERVICE_THRESHOLDS)
 _ABANDONED_WITHIN = tuple(_S[f"abandoned_within_{s}s"] for s in SERVICE_THRESHOLDS)
+(
+    _INBOUND, _ANSWERED, _ABANDONED_COUNT, _SHORT, _IN_PROGRESS, _SUM_TTA, _SUM_ABANDON,
+    _OUTBOUND, _OUTBOUND_CONNECTED, _TRANSFERS, _CONSULTS, _CONFERENCES,
+) = (
+    _S[c]
+    for c in (
+        "inbound", "answered", "abandoned", "short_abandoned", "in_progress", "sum_time_to_answer_ms",
+        "sum_abandon_ms", "outbound", "outbound_connected", "transfers", "consults", "conferences",
+    )
+)  # fmt: skip
+#: What :func:`service_interactions` reads of an interaction: these values, in this order.
+INTERACTION_FIELDS = (
+    "started_at",
+    "direction",
+    "outcome",
+    "time_to_answer_ms",
+    "abandon_ms",
+    "transfers",
+    "consults",
+    "conferences",
+)
 #: What :func:`service_handled` reads of a channel: these values, in this order.
 HANDLED_FIELDS = ("party_role", "connected_at", "ended_at", "handle_ms")
+_interaction_of_dict = itemgetter(*INTERACTION_FIELDS)
 _handled_of_dict = itemgetter(*HANDLED_FIELDS)
 
 
@@ -296,43 +318,41 @@ def _service_row(totals: ServiceTotals, at_us: int, step: int) -> list[int]:
 
 
 def service_interactions(
-    interactions: Iterable[dict], *, interval_ms: int, short_abandon_ms: int, into: ServiceTotals | None = None
+    interactions: Iterable[Sequence], *, interval_ms: int, short_abandon_ms: int, into: ServiceTotals | None = None
 ) -> ServiceTotals:
-    """The contributions of ``interactions`` rows (dicts with the ``interactions`` columns
-    read here), added to ``into`` (a new dict by default), which is returned."""
+    """The contributions of interactions, each as its :data:`INTERACTION_FIELDS` values
+    (:func:`interaction_fields` of an ``interactions`` row dict), added to ``into`` (a new
+    dict by default), which is returned."""
     totals: ServiceTotals = {} if into is None else into
-    for it in interactions:
-        started = it.get("started_at")
+    for started, direction, outcome, tta, waited, transfers, consults, conferences in interactions:
         if started is None:
             continue
         row = _service_row(totals, started, interval_ms)
-        direction, outcome = it.get("direction"), it.get("outcome")
         if direction == "inbound":
-            row[_S["inbound"]] += 1
+            row[_INBOUND] += 1
             if outcome == "answered":
-                tta = it.get("time_to_answer_ms")
-                row[_S["answered"]] += 1
+                row[_ANSWERED] += 1
                 if tta is not None:
-                    row[_S["sum_time_to_answer_ms"]] += tta
+                    row[_SUM_TTA] += tta
                     if tta > row[_MAX_TTA]:
                         row[_MAX_TTA] = tta
                     for limit, column in zip(_THRESHOLDS_MS, _ANSWERED_WITHIN, strict=True):
                         row[column] += tta <= limit
             elif outcome in _ABANDONED:
-                waited = it.get("abandon_ms")
-                row[_S["abandoned"]] += 1
+                row[_ABANDONED_COUNT] += 1
                 if waited is not None:
-                    row[_S["sum_abandon_ms"]] += waited
-                    row[_S["short_abandoned"]] += waited < short_abandon_ms
+                    row[_SUM_ABANDON] += waited
+                    row[_SHORT] += waited < short_abandon_ms
                     for limit, column in zip(_THRESHOLDS_MS, _ABANDONED_WITHIN, strict=True):
                         row[column] += waited <= limit
             else:
-                row[_S["in_progress"]] += 1
+                row[_IN_PROGRESS] += 1
         elif direction == "outbound":
-            row[_S["outbound"]] += 1
-            row[_S["outbound_connected"]] += outcome == "connected"
-        for column in ("transfers", "consults", "conferences"):
-            row[_S[column]] += it.get(column) or 0
+            row[_OUTBOUND] += 1
+            row[_OUTBOUND_CONNECTED] += outcome == "connected"
+        row[_TRANSFERS] += transfers or 0
+        row[_CONSULTS] += consults or 0
+        row[_CONFERENCES] += conferences or 0
     return totals
 
 
@@ -352,7 +372,12 @@ def service_handled(
     return totals
 
 
-def handled_values(channel: dict) -> tuple:
+def interaction_fields(interaction: dict) -> tuple:
+    """An ``interactions`` row dict's :data:`INTERACTION_FIELDS` values."""
+    return _interaction_of_dict(interaction)
+
+
+def handled_fields(channel: dict) -> tuple:
     """A ``channel_sessions`` row dict's :data:`HANDLED_FIELDS` values."""
     return _handled_of_dict(channel)
 

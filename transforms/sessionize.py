@@ -1,9 +1,14 @@
 """Batch sessionization: thin Beam shells around the pure cores in :mod:`transforms.timeline`,
-:mod:`transforms.presence` and :mod:`transforms.intervals`.
+:mod:`transforms.presence`, :mod:`transforms.interaction` and :mod:`transforms.intervals`.
 
 Events travel in batches keyed by a shard of their entity (channel or agent), so Beam's
 per-element cost is paid per batch, not per event; one GroupByKey brings all of a shard's
-events together and the pure core runs once per channel and once per agent.
+events together and the pure core runs once per channel and once per agent. The channel
+stage ships what the later cores read of each channel the same way, batched per shard: agent
+work by agent shard, interaction summaries by interaction shard (one more GroupByKey, the
+interaction core once per interaction). The channel and interaction stages also make the
+service intervals' contributions, combined globally (:class:`ServiceIntervals`); the agent
+stage makes the agent intervals.
 """
 
 from __future__ import annotations
@@ -19,7 +24,16 @@ import msgspec
 
 from transforms.collector import paused_gc
 from transforms.events import FIELD, DeadLetter, Event, compress, decompress, unpack
-from transforms.intervals import HANDLED_FIELDS, agent_intervals, merge_all, service_handled, service_rows
+from transforms.interaction import INTERACTION_COLUMNS, channel_summary, interaction_key, interaction_values
+from transforms.intervals import (
+    HANDLED_FIELDS,
+    INTERACTION_FIELDS,
+    agent_intervals,
+    merge_all,
+    service_handled,
+    service_interactions,
+    service_rows,
+)
 from transforms.io import shard_of
 from transforms.parquet import RowBatch
 from transforms.presence import WORK_SEGMENT_FIELDS, sessionize_agent
@@ -28,6 +42,7 @@ from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult,
 log = logging.getLogger(__name__)
 
 AGENT_WORK = "agent_work"
+INTERACTION_WORK = "interaction_work"
 STATS = "stats"
 SERVICE = "service"
 #: What the agent and interval cores read of a channel's segments and session (the rest stays behind).
@@ -38,6 +53,7 @@ _work_session = itemgetter(*map(SESSION_COLUMNS.index, _WORK_SESSION_KEYS))
 #: What the channel stage reads of a session (event and duplicate counts, agent, role).
 _tallies = itemgetter(*map(SESSION_COLUMNS.index, ("event_count", "duplicate_count", "agent_id", "party_role")))
 _handled = itemgetter(*map(SESSION_COLUMNS.index, HANDLED_FIELDS))
+_interaction_fields = itemgetter(*map(INTERACTION_COLUMNS.index, INTERACTION_FIELDS))
 
 
 def _label(shard: int) -> str:
@@ -58,8 +74,10 @@ def _by_key(batches) -> dict[str, list[Event]]:
 class SessionizeChannelShardFn(beam.DoFn):
     """``(shard, [packed events])`` in. Out: a :class:`RowBatch` of ``channel_sessions`` and one
     of ``channel_segments`` (main), ``(agent_shard, bytes)`` of agent channels (``agent_work``,
-    :func:`pack_work`), the shard's ``handled`` service contributions (``service``,
-    :func:`transforms.intervals.service_handled`) and a statistics dict (``stats``)."""
+    :func:`pack_work`), ``(interaction_shard, bytes)`` of every channel's summary
+    (``interaction_work``, :func:`pack_summaries`), the shard's ``handled`` service
+    contributions (``service``, :func:`transforms.intervals.service_handled`) and a
+    statistics dict (``stats``)."""
 
     def __init__(self, shards: int, interval_ms: int) -> None:
         self.shards = shards
@@ -74,12 +92,15 @@ class SessionizeChannelShardFn(beam.DoFn):
         sessions: list[tuple] = []
         segments: list[tuple] = []
         work: dict[int, tuple[list[tuple], list[tuple]]] = defaultdict(lambda: ([], []))
+        summaries: dict[int, list[tuple]] = defaultdict(list)
         valid = duplicates = 0
         for events in _by_key(batches).values():
             result = sessionize_channel(events)
             events.clear()  # freed now, while fresh in memory
             sessions.append(result.session_values)
             segments.extend(result.segment_values)
+            summary = channel_summary(result)
+            summaries[shard_of(interaction_key(summary), self.shards)].append(summary)
             events_, dropped, agent, role = _tallies(result.session_values)
             valid += events_
             duplicates += dropped
@@ -94,6 +115,8 @@ class SessionizeChannelShardFn(beam.DoFn):
         for agent_shard, (segs, sess) in work.items():
             yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, pack_work(segs, sess)))
         yield beam.pvalue.TaggedOutput(SERVICE, service_handled(map(_handled, sessions), interval_ms=self.interval_ms))
+        for interaction_shard, values in summaries.items():
+            yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (interaction_shard, pack_summaries(values)))
         yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "channels": len(sessions)})
         log.info(
             "channel shard %s: %d channels, %d segments, %d events in %.1fs",
@@ -103,8 +126,8 @@ class SessionizeChannelShardFn(beam.DoFn):
 
 class SessionizeChannels(beam.PTransform):
     """Channel event batches ``(shard, packed events)`` in; a tuple out: table row batches
-    (:class:`RowBatch`, main), agent work ``(agent_shard, bytes)``, service contributions
-    (``service``) and stats."""
+    (:class:`RowBatch`, main), agent work ``(agent_shard, bytes)``, interaction work
+    ``(interaction_shard, bytes)``, service contributions (``service``) and stats."""
 
     def __init__(self, shards: int, interval_ms: int) -> None:
         super().__init__()
@@ -118,7 +141,7 @@ class SessionizeChannels(beam.PTransform):
             | "SessionizeChannelShard"
             >> beam.ParDo(SessionizeChannelShardFn(self.shards, self.interval_ms))
             .with_output_types(RowBatch)
-            .with_outputs(AGENT_WORK, STATS, SERVICE, main="rows")
+            .with_outputs(AGENT_WORK, INTERACTION_WORK, STATS, SERVICE, main="rows")
         )
 
 
@@ -219,7 +242,8 @@ class SessionizeAgents(beam.PTransform):
 
 
 class ServiceIntervals(beam.PTransform):
-    """Service contributions (:data:`transforms.intervals.ServiceTotals` dicts, any number) in;
+    """Service contributions (:data:`transforms.intervals.ServiceTotals` dicts, any number;
+    a PCollection or a tuple of them) in;
     one :class:`RowBatch` of every ``service_intervals`` row out: the contributions are
     combined globally by :func:`transforms.intervals.merge_all` (associative, so the runner
     combines them partially where they are made)."""
@@ -230,6 +254,8 @@ class ServiceIntervals(beam.PTransform):
 
     def expand(self, contributions):
         step = self.interval_ms
+        if isinstance(contributions, tuple):
+            contributions = contributions | "FlattenContributions" >> beam.Flatten()
         return (
             contributions
             | "CombineIntervals" >> beam.CombineGlobally(merge_all)
@@ -237,6 +263,60 @@ class ServiceIntervals(beam.PTransform):
             >> beam.Map(
                 lambda totals: RowBatch("service_intervals", "all", service_rows(totals, interval_ms=step))
             ).with_output_types(RowBatch)
+        )
+
+
+def pack_summaries(summaries: list[tuple]) -> bytes:
+    """Channel summaries (:func:`transforms.interaction.channel_summary`) as one ``bytes``
+    value, like :func:`pack_work`; :func:`unpack_summaries` restores them (as lists)."""
+    return compress(msgspec.msgpack.encode(summaries))
+
+
+def unpack_summaries(packed: bytes) -> list[list]:
+    return msgspec.msgpack.decode(decompress(packed))
+
+
+def _sessionize_interaction_shard(element, interval_ms: int, short_abandon_ms: int):
+    with paused_gc():
+        yield from _interaction_shard_rows(*element, interval_ms, short_abandon_ms)
+
+
+def _interaction_shard_rows(shard, batches, interval_ms: int, short_abandon_ms: int):
+    started = time.monotonic()
+    by_interaction: dict[str, list[list]] = defaultdict(list)
+    for batch in batches:
+        for summary in unpack_summaries(batch):
+            by_interaction[interaction_key(summary)].append(summary)
+    rows = [interaction_values(channels) for channels in by_interaction.values()]
+    if rows:
+        yield RowBatch("interactions", _label(shard), rows)
+    service = service_interactions(
+        map(_interaction_fields, rows), interval_ms=interval_ms, short_abandon_ms=short_abandon_ms
+    )
+    yield beam.pvalue.TaggedOutput(SERVICE, service)
+    yield beam.pvalue.TaggedOutput(STATS, {"interactions": len(rows)})
+    log.info("interaction shard %s: %d interactions in %.1fs", _label(shard), len(rows), time.monotonic() - started)
+
+
+class SessionizeInteractions(beam.PTransform):
+    """Interaction work ``(interaction_shard, bytes)`` (:func:`pack_summaries`) in; out:
+    ``interactions`` row batches (:class:`RowBatch`, main), their service contributions on a
+    grid of ``interval_ms`` (``service``, :func:`transforms.intervals.service_interactions`)
+    and stats."""
+
+    def __init__(self, interval_ms: int, short_abandon_ms: int) -> None:
+        super().__init__()
+        self.interval_ms = interval_ms
+        self.short_abandon_ms = short_abandon_ms
+
+    def expand(self, work):
+        return (
+            work
+            | "GroupByInteractionShard" >> beam.GroupByKey()
+            | "SessionizeInteractionShard"
+            >> beam.ParDo(_sessionize_interaction_shard, self.interval_ms, self.short_abandon_ms)
+            .with_output_types(RowBatch)
+            .with_outputs(STATS, SERVICE, main="rows")
         )
 
 

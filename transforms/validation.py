@@ -443,6 +443,7 @@ def _write_json(fs: pafs.FileSystem, path: str, data: dict) -> None:
 _LONGEST_FIRST = (
     "channel_segments",
     "channel_sessions",
+    "interactions",
     "agent_intervals",
     "agent_sessions",
     "agent_presence",
