@@ -36,7 +36,7 @@ from transforms.streaming import (
 ROOT = Path(__file__).resolve().parents[1]
 US = 1_000_000
 T0 = 1_709_539_200 * US  # 2024-03-04T08:00:00Z
-ROW_TABLES = ("channel_sessions", "channel_segments", "agent_presence", "agent_sessions")
+ROW_TABLES = ("channel_sessions", "channel_segments", "agent_presence", "agent_sessions", "agent_intervals")
 
 
 def epoch_clock() -> float:
@@ -252,23 +252,25 @@ def test_duplicates_are_dropped_within_the_horizon_even_after_emission():
         assert_that(rows_of(out, "dead_letter", ("error_code",)), equal_to([]), label="no dead letter")
 
 
-def test_a_logout_flushes_the_agent_once_its_channel_work_is_in():
-    def presence(kind: str, at_s: float) -> bytes:
-        stamp = pd.Timestamp(T0 + round(at_s * US), unit="us", tz="UTC").isoformat().replace("+00:00", "Z")
-        return json.dumps(
-            {
-                "type": "agent.presencechanged.v1",
-                "id": f"p-{kind}-{at_s}",
-                "source": "/agent",
-                "subject": "1544",
-                "data": {
-                    "timestamp": stamp,
-                    "presence": {"presenceId": kind, "category": {"type": kind}},
-                    "user": {"agentId": "1544", "userId": "u1"},
-                },
-            }
-        ).encode()
+def presence(kind: str, at_s: float) -> bytes:
+    """An ``agent.presencechanged.v1`` notification of agent 1544, ``at_s`` seconds after T0."""
+    stamp = pd.Timestamp(T0 + round(at_s * US), unit="us", tz="UTC").isoformat().replace("+00:00", "Z")
+    return json.dumps(
+        {
+            "type": "agent.presencechanged.v1",
+            "id": f"p-{kind}-{at_s}",
+            "source": "/agent",
+            "subject": "1544",
+            "data": {
+                "timestamp": stamp,
+                "presence": {"presenceId": kind, "category": {"type": kind}},
+                "user": {"agentId": "1544", "userId": "u1"},
+            },
+        }
+    ).encode()
 
+
+def test_a_logout_flushes_the_agent_once_its_channel_work_is_in():
     work = call("chD", 100)
     stream_ = (
         EventStream()
@@ -289,6 +291,36 @@ def test_a_logout_flushes_the_agent_once_its_channel_work_is_in():
         presence_rows = rows_of(out, "agent_presence", ("presence_type", "duration_ms"))
         assert_that(presence_rows, equal_to([("ready", 180_000), ("loggedOut", None)]), label="presence")
         assert_that(rows_of(out, "dead_letter", ("error_code",)), equal_to([("late",)]), label="late")
+        # the logout's interval is held after the flush, then released grace after its end
+        fields = ("interval_start", "logged_in_ms", "ready_ms", "other_presence_ms", "busy_ms", "idle_ms", "handled")
+        expected = [(T0, 195_000, 180_000, 15_000, 90_000, 100_000, 1)]
+        assert_that(rows_of(out, "agent_intervals", fields), equal_to(expected), label="intervals")
+
+
+def test_agent_intervals_held_after_a_logout_take_a_login_in_the_same_interval_like_batch(tmp_path):
+    """Logout at 08:03 (flushed at 08:04 once the call is in), login at 08:10 before the
+    08:00 interval's release, logout at 08:20: one row per interval, equal to batch's."""
+    lines = [presence("ready", 0), *call("chE", 100), presence("loggedOut", 180)]
+    later = [presence("ready", 600), *call("chF", 700), presence("loggedOut", 1200)]
+    stream_ = (
+        EventStream()
+        .add_elements(lines)
+        .advance_watermark_to(ms(T0 + 400 * US))  # flushed: 08:00 held
+        .add_elements(later[:3])
+        .advance_watermark_to(ms(T0 + 1000 * US))  # the release (08:16) finds the login: still held
+        .add_elements(later[3:])
+        .advance_watermark_to(ms(T0 + 10 * 86400 * US))
+        .advance_watermark_to_infinity()
+    )
+    live = tmp_path / "live"
+    with streaming_pipeline() as p:
+        out = p | stream_ | SessionizeStream(StreamSettings(grace_seconds=60), clock=epoch_clock)
+        out["rows"] | "WriteTables" >> WriteWindowedTables(str(live), 60, "test", validate=False)
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines + later) + b"\n")
+    run_batch([str(tmp_path / "in.jsonl")], tmp_path / "batch")
+    streamed = read_table(live, "agent_intervals")
+    pd.testing.assert_frame_equal(streamed, read_table(tmp_path / "batch", "agent_intervals"))
+    assert list(streamed["logged_in_ms"]) == [195_000 + 300_000, 300_000]
 
 
 def dry_run_args(*extra: str) -> list[str]:

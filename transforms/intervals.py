@@ -411,3 +411,35 @@ def service_rows(totals: ServiceTotals, *, interval_ms: int) -> list[tuple]:
     interval start."""
     us = interval_ms * 1000
     return [(start, start + us, *totals[start]) for start in sorted(totals)]
+
+
+# --- agent interval rows made in parts (streaming) -------------------------------------------
+
+_MAX_CONCURRENCY = 4 + _A["max_concurrency"]
+
+
+def merge_agent_rows(into: dict[int, list], rows: Iterable[Sequence]) -> dict[int, list]:
+    """``agent_intervals`` rows of one agent computed in parts over disjoint stretches of time,
+    merged per interval into ``into`` (interval start -> row values as a list): sums, the
+    maximum of ``max_concurrency``, the first known ``user_id``; returns ``into``."""
+    for row in rows:
+        cur = into.get(row[2])
+        if cur is None:
+            into[row[2]] = list(row)
+            continue
+        if cur[1] is None:
+            cur[1] = row[1]
+        for i in range(4, len(row)):
+            if i == _MAX_CONCURRENCY:
+                if row[i] > cur[i]:
+                    cur[i] = row[i]
+            else:
+                cur[i] += row[i]
+    return into
+
+
+def take_final(held: dict[int, list], until: int) -> list[tuple]:
+    """The rows of ``held`` whose interval ends at or before ``until`` (µs), removed from it,
+    by interval start."""
+    done = sorted(start for start, row in held.items() if row[3] <= until)
+    return [tuple(held.pop(start)) for start in done]

@@ -73,7 +73,15 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas import PARTITION_COLUMN, PARTITION_SOURCE
 from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line
-from transforms.intervals import DEFAULT_INTERVAL_MINUTES, DEFAULT_SHORT_ABANDON_SECONDS, interval_ms
+from transforms.intervals import (
+    AGENT_INTERVAL_COLUMNS,
+    DEFAULT_INTERVAL_MINUTES,
+    DEFAULT_SHORT_ABANDON_SECONDS,
+    agent_intervals,
+    interval_ms,
+    merge_agent_rows,
+    take_final,
+)
 from transforms.parquet import table_file, to_arrow, utc_date, write_parquet
 from transforms.presence import LOGGED_OUT, normalize_presence_type, sessionize_agent
 from transforms.timeline import sessionize_channel
@@ -401,6 +409,9 @@ class _AgentMeta:
     expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
     collect: bool = False  # the expiry timer is the end of the horizon (forget the agent)
     waiting: bool = False  # the inactivity expiry fired while channel work was in flight
+    held: dict | None = None  # agent_intervals rows not final yet: interval start (µs) -> values
+    frontier: int | None = None  # agent_intervals ending at or before this time (µs) were emitted
+    release: int | None = None  # the flush timer is wanted then to emit held intervals (µs)
 
 
 def _agent_rows(agent_id: str, events: list[Event], work: list[tuple]):
@@ -408,6 +419,9 @@ def _agent_rows(agent_id: str, events: list[Event], work: list[tuple]):
     segments = [seg for segs, _ in work for seg in segs]
     sessions = [row for _, row in work if row is not None]
     return sessionize_agent(agent_id, events, segments, sessions)
+
+
+_END_OF_TIME = 1 << 62  # µs: later than any time
 
 
 def _settled(m: _AgentMeta) -> bool:
@@ -424,6 +438,8 @@ class SessionizeAgentFn(beam.DoFn):
         self.clock = clock
         self.duplicates = Metrics.counter(METRICS, "duplicates_dropped")
         self.late = Metrics.counter(METRICS, "late_events")
+        self.late_intervals = Metrics.counter(METRICS, "late_agent_interval_parts")
+        self.step = interval_ms(settings.interval_minutes)
 
     def process(
         self,
@@ -485,6 +501,8 @@ class SessionizeAgentFn(beam.DoFn):
             return
         if m.due is not None:
             flush.set(_ts(max(m.due, at_us)))
+        elif m.release is not None:
+            flush.set(_ts(max(m.release, at_us)))
         if m.waiting:
             m.waiting = False
             m.expires = max(m.expires, at_us)
@@ -498,17 +516,23 @@ class SessionizeAgentFn(beam.DoFn):
         presence=_AG_PRESENCE,
         work=_AG_WORK,
         meta=_AG_META,
+        flush=_AG_FLUSH,
         expiry=_AG_EXPIRY,
     ):
         m = meta.read()
+        if m is not None and m.due is None and m.release is not None:
+            yield from self._release(fired, m, presence, work, meta)
+            return
         if m is None or m.due is None or fired.micros < m.due or not _settled(m):
             return  # not due, or channel work still in flight: the Work that settles it re-arms
         latest = max(presence.read(), key=lambda ev: (ev.ts, ev.id, ev.source), default=None)
         if latest is None or normalize_presence_type(latest.presence_type) != LOGGED_OUT:
             m.due = None  # logged in again since: the next logout flushes
+            if m.release is not None:
+                flush.set(_ts(max(m.release, fired.micros)))
             meta.write(m)
             return
-        yield from self._emit(key, fired, m, presence, work, meta, expiry)
+        yield from self._emit(key, fired, m, presence, work, meta, expiry, flush)
 
     @on_timer(_AG_EXPIRY_TIMER)
     def on_expiry(
@@ -518,6 +542,7 @@ class SessionizeAgentFn(beam.DoFn):
         presence=_AG_PRESENCE,
         work=_AG_WORK,
         meta=_AG_META,
+        flush=_AG_FLUSH,
         expiry=_AG_EXPIRY,
     ):
         m = meta.read()
@@ -528,21 +553,28 @@ class SessionizeAgentFn(beam.DoFn):
                 m.waiting = True
                 meta.write(m)
                 return
-            yield from self._emit(key, fired, m, presence, work, meta, expiry)
+            yield from self._emit(key, fired, m, presence, work, meta, expiry, flush)
             return
-        # The horizon is over: emit what is left (an open loggedOut interval) and forget the agent.
-        result = _agent_rows(key, list(presence.read()), list(work.read()))
+        # The horizon is over: emit what is left (an open loggedOut interval, intervals still
+        # held) and forget the agent.
+        items = list(work.read())
+        result = _agent_rows(key, list(presence.read()), items)
         yield from (("agent_presence", row) for row in result.presence)
         yield from (("agent_sessions", row) for row in result.sessions)
+        if m is not None:
+            self._add_intervals(key, result, items, m)
+            yield from self._final_intervals(m, _END_OF_TIME)
         presence.clear()
         work.clear()
         meta.clear()
 
-    def _emit(self, agent_id, fired, m, presence, work, meta, expiry):
-        """Emit the agent's rows but an open ``loggedOut`` interval, whose events stay;
-        remember what was emitted and arm the end of the horizon."""
+    def _emit(self, agent_id, fired, m, presence, work, meta, expiry, flush):
+        """Emit the agent's rows but an open ``loggedOut`` interval, whose events stay, and its
+        final intervals (see :meth:`_add_intervals`); remember what was emitted and arm the
+        end of the horizon (and, from a flush, the release of the intervals held)."""
         events = list(presence.read())
-        result = _agent_rows(agent_id, events, list(work.read()))
+        items = list(work.read())
+        result = _agent_rows(agent_id, events, items)
         rows = result.presence
         kept: list[Event] = []
         if rows and rows[-1]["presence_type"] == LOGGED_OUT:
@@ -554,6 +586,14 @@ class SessionizeAgentFn(beam.DoFn):
             cutoff = max((ev.ts for ev in events), default=None)
         yield from (("agent_presence", row) for row in rows)
         yield from (("agent_sessions", row) for row in result.sessions)
+        self._add_intervals(agent_id, result, items, m)
+        # After a logout the next login may still add to the logout's interval: it is held.
+        yield from self._final_intervals(m, cutoff if kept else _END_OF_TIME)
+        m.release = None
+        if m.held:
+            last_end = max(row[3] for row in m.held.values())
+            m.release = _later(last_end, self.clock, self.settings.grace_seconds)
+            flush.set(_ts(m.release))
         presence.clear()
         work.clear()
         for ev in kept:
@@ -567,6 +607,37 @@ class SessionizeAgentFn(beam.DoFn):
         m.final, m.due, m.collect = final, None, True
         m.expires = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
         expiry.set(_ts(m.expires))
+        meta.write(m)
+
+    def _add_intervals(self, agent_id: str, result, items: list[tuple], m: _AgentMeta) -> None:
+        """The ``agent_intervals`` of what is being emitted, merged into the held ones; parts of
+        intervals already emitted (work that came after them) are dropped and counted."""
+        segments = [seg for segs, _ in items for seg in segs]
+        sessions = [row for _, row in items if row is not None]
+        rows = agent_intervals(agent_id, result.presence, result.sessions, segments, sessions, interval_ms=self.step)
+        if m.frontier is not None:
+            late = sum(row[3] <= m.frontier for row in rows)
+            if late:
+                self.late_intervals.inc(late)
+                rows = [row for row in rows if row[3] > m.frontier]
+        m.held = merge_agent_rows(m.held or {}, rows)
+
+    def _final_intervals(self, m: _AgentMeta, until: int):
+        """``("agent_intervals", row)`` of the held intervals ending by ``until`` (µs)."""
+        for row in take_final(m.held or {}, until):
+            m.frontier = row[3] if m.frontier is None else max(m.frontier, row[3])
+            yield "agent_intervals", dict(zip(AGENT_INTERVAL_COLUMNS, row, strict=True))
+
+    def _release(self, fired, m: _AgentMeta, presence, work, meta):
+        """The release timer of the intervals held since a flush: those ending before any
+        presence or channel work that came since are final; the others wait for the next
+        emission. Channel work in flight: the Work that settles it re-arms."""
+        if fired.micros < m.release or not _settled(m):
+            return
+        since = [ev.ts for ev in presence.read() if normalize_presence_type(ev.presence_type) != LOGGED_OUT]
+        since += [seg["start_at"] for segs, _ in work.read() for seg in segs if isinstance(seg.get("start_at"), int)]
+        yield from self._final_intervals(m, min(since, default=fired.micros))
+        m.release = None
         meta.write(m)
 
 
