@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 US = 1_000_000
 T0 = 1_709_539_200 * US  # 2024-03-04T08:00:00Z
 ROW_TABLES = ("channel_sessions", "channel_segments", "agent_presence", "agent_sessions", "agent_intervals")
+#: service_intervals columns streaming computes until its interactions stage is wired in
+SERVICE_HANDLED = ["interval_start", "interval_end", "handled", "handle_ms_of_handled", "event_date"]
 
 
 def epoch_clock() -> float:
@@ -159,6 +161,10 @@ def test_stream_tables_equal_the_batch_job_and_the_archive_recomputes_them(gener
     run_batch(paths, reference)
     for table in ROW_TABLES:
         pd.testing.assert_frame_equal(read_table(live, table), read_table(reference, table), obj=table)
+    batch_handled = read_table(reference, "service_intervals").query("handled > 0")[SERVICE_HANDLED]
+    pd.testing.assert_frame_equal(
+        read_table(live, "service_intervals")[SERVICE_HANDLED], batch_handled.reset_index(drop=True)
+    )
     assert read_table(live, "channel_sessions")["duplicate_count"].sum() > 0
     streamed_dead = Counter(pd.read_parquet(live / "dead_letter")["error_code"])
     assert streamed_dead == Counter(pd.read_parquet(reference / "dead_letter")["error_code"])
@@ -170,7 +176,10 @@ def test_stream_tables_equal_the_batch_job_and_the_archive_recomputes_them(gener
     matches = [name.fullmatch(f) for f in files]
     assert all(matches), files
     kinds = {(m.group(1), m.group(2)) for m in matches}
-    assert kinds == {("raw", "jsonl.gz"), *((table, "parquet") for table in (*ROW_TABLES, "dead_letter"))}
+    assert kinds == {
+        ("raw", "jsonl.gz"),
+        *((table, "parquet") for table in (*ROW_TABLES, "service_intervals", "dead_letter")),
+    }
 
     archived = sum(len(gzip.decompress(p.read_bytes()).splitlines()) for p in (live / "raw").rglob("*.jsonl.gz"))
     truth = json.loads((generated / "truth.json").read_text())
@@ -362,6 +371,7 @@ def test_dataflow_dry_run_builds_a_streaming_job_with_stable_steps():
         "Sessionize/Parse/ParseMessage",
         "Sessionize/Channels/SessionizeChannel",
         "Sessionize/Agents/SessionizeAgent",
+        "Sessionize/Service/ServiceInterval",
         "WriteTables/GroupByPartition",
         "WriteTables/WriteParquet",
         "WriteArchive/WriteJsonl",
@@ -473,3 +483,17 @@ def test_a_file_failing_its_suite_is_quarantined_with_its_verdict(tmp_path):
     assert verdict["success"] is False
     assert any(f["columns"] == ["hold_ms"] for f in verdict["failures"])
     assert list(pd.read_parquet(files[0])["hold_ms"]) == [-5]
+
+
+def test_a_service_interval_waits_for_every_channel_that_ended_in_it():
+    """One jump of the watermark makes the channels' end timers and the intervals' due
+    timers fire together (the local runner holds no watermark for timers): each interval
+    waits for the channels announced in it, then emits its row once."""
+    events = call("chS", 0) + call("chT", 850) + call("chU", 860, ended=False)  # chT ends 08:15:45
+    jump = ms(T0 + 10 * 86400 * US)
+    stream_ = EventStream().add_elements(events).advance_watermark_to(jump).advance_watermark_to_infinity()
+    with streaming_pipeline() as p:
+        out = p | stream_ | SessionizeStream(StreamSettings(grace_seconds=60), clock=epoch_clock)
+        fields = ("interval_start", "interval_end", "handled", "handle_ms_of_handled", "inbound")
+        expected = [(T0, T0 + 900 * US, 1, 90_000, 0), (T0 + 900 * US, T0 + 1800 * US, 1, 90_000, 0)]
+        assert_that(rows_of(out, "service_intervals", fields), equal_to(expected), label="service")

@@ -1,13 +1,14 @@
 """Streaming composites: Pub/Sub messages in; the batch job's tables, a raw archive and
 dead letters out, computed by the same pure cores (:mod:`transforms.timeline`,
-:mod:`transforms.presence`) as batch.
+:mod:`transforms.presence`, :mod:`transforms.intervals`) as batch.
 
 The graph (labels are stable: a Dataflow ``--update`` maps state by them)::
 
-    messages - Parse -+- (channel id, Received) ------- Channels -+- (table, row) ------+
-                      |                                           +- (agent id, Work) -+|
+    messages - Parse -+- (channel id, Received) -+----- Channels -+- (table, row) ------+
+                      |                          |                +- (agent id, Work) -+|
                       +- (agent id, Received) presence -----------------------+ Agents -+- (table, row)
                       +- (agent id, Activity) agent-channel arrivals ---------+         |
+                      |                          +- Service (channel ends + channel rows) -+- (table, row)
                       +- (table, row) dead letters -----------------------------------+- WriteTables
                       +- (event_date, line) valid events --------------------------------- WriteArchive
 
@@ -36,6 +37,16 @@ time, never behind it.
   work, inferred sessions); the ``loggedOut`` interval stays open in state until the next
   login. An agent inactive for ``expire_after`` is emitted as is (open rows included), once
   its channel work is in. Presence events older than what was emitted are ``late``.
+  Its ``agent_intervals`` go out with those rows: the intervals up to the logout; the
+  logout's interval (and any later one with post-logout work) is held in state and
+  released ``grace`` after its end if no presence or work came since, else merged into the
+  next emission. Parts for an interval already emitted are dropped and counted.
+- Service interval (state keyed by interval start): every ``channel.ended`` announces its
+  channel in the interval of its time; each emitted channel with an ``ended`` settles the
+  intervals from its ``ended_at`` to its last event, with its handled contribution. The
+  row is emitted once ``grace`` has passed after the interval's end and every channel
+  announced in it is settled (at the latest at the dedup horizon); contributions after
+  that are dropped and counted.
 
 Outputs to files are stamped with their arrival time at the writer and grouped in fixed
 windows of that time, so a row is written in the window in which it became final, never
@@ -77,9 +88,14 @@ from transforms.intervals import (
     AGENT_INTERVAL_COLUMNS,
     DEFAULT_INTERVAL_MINUTES,
     DEFAULT_SHORT_ABANDON_SECONDS,
+    SERVICE_INTERVAL_COLUMNS,
     agent_intervals,
+    handled_fields,
     interval_ms,
     merge_agent_rows,
+    merge_service,
+    service_handled,
+    service_rows,
     take_final,
 )
 from transforms.parquet import table_file, to_arrow, utc_date, write_parquet
@@ -100,6 +116,7 @@ ARCHIVE = "archive"
 AGENT_WORK = "agent_work"
 
 KeyedAny = beam.typehints.Tuple[str, beam.typehints.Any]
+IntervalKeyed = beam.typehints.Tuple[int, beam.typehints.Any]
 
 
 class Received(typing.NamedTuple):
@@ -662,12 +679,166 @@ class SessionizeAgentsStreaming(beam.PTransform):
         )
 
 
+# --- service intervals -----------------------------------------------------------------
+
+
+class Pending(typing.NamedTuple):
+    """To a service interval's key: an entity (``kind``: ``channel``) with an event in the
+    interval may still contribute to it; the interval waits for its :class:`Done`."""
+
+    kind: str
+    id: str
+
+
+class Done(typing.NamedTuple):
+    """To a service interval's key: the entity is final; ``values`` is its contribution to
+    the interval (:data:`transforms.intervals.SERVICE_VALUE_COLUMNS` order) or None."""
+
+    kind: str
+    id: str
+    values: list | None = None
+
+
+def interval_start_of(us: int, step_ms: int) -> int:
+    """The start (µs) of the ``step_ms`` interval holding ``us``."""
+    return us // 1000 // step_ms * step_ms * 1000
+
+
+def announce_channel_end(element, step_ms: int):
+    """``(channel id, Received)`` in; ``(interval start, Pending)`` out for every
+    ``channel.ended`` (the interval its handled count may land in, by event time)."""
+    channel_id, rec = element
+    if rec.event.type == "channel.ended":
+        yield interval_start_of(rec.event.ts, step_ms), Pending("channel", channel_id)
+
+
+def channel_service_parts(element, step_ms: int):
+    """``(table, row)`` in; for a ``channel_sessions`` row that saw ``ended``: ``(interval
+    start, Done)`` for every interval from its ``ended_at`` to its ``last_event_at`` (where
+    its ``ended`` events were announced), the first carrying its handled contribution."""
+    table, row = element
+    if table != "channel_sessions" or row["ended_at"] is None:
+        return
+    contribution = service_handled([handled_fields(row)], interval_ms=step_ms)
+    first = interval_start_of(row["ended_at"], step_ms)
+    last = interval_start_of(max(row["last_event_at"], row["ended_at"]), step_ms)
+    for start in range(first, last + 1, step_ms * 1000):
+        yield start, Done("channel", row["channel_id"], contribution.get(start))
+
+
+_SV_TIMER = TimerSpec("due", TimeDomain.WATERMARK)
+_SV_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_SV_DUE = beam.DoFn.TimerParam(_SV_TIMER)
+
+
+@dataclass
+class _ServiceMeta:
+    """State of one service interval."""
+
+    totals: dict | None = None  # merged contributions (ServiceTotals: this interval's only), None while none
+    pending: set | None = None  # (kind, id) announced and not yet done
+    done: set | None = None  # (kind, id) done
+    due: int = 0  # when the row is due (µs): interval end + grace
+    backstop: int = 0  # when the row is emitted even with entities pending (µs)
+    waiting: bool = False  # due passed with entities pending: the Done that settles them re-arms
+    emitted: bool = False  # the row was emitted: what comes later is late
+
+
+class ServiceIntervalsFn(beam.DoFn):
+    """``(interval start µs, Pending | Done)`` in; ``("service_intervals", row)`` out.
+
+    A service interval is final once ``grace`` has passed after its end (the module's
+    ``_later`` rule) and every entity announced in it is done: its row is then emitted,
+    once, if any contribution came. An entity that never comes (its events were late) holds
+    the row until the dedup horizon after the interval's end (then emitted, counted in
+    ``vccflow/service_intervals_forced``). Contributions after emission are dropped and
+    counted (``vccflow/late_service_contributions``); the marker is kept for the dedup
+    horizon."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.step = interval_ms(settings.interval_minutes)
+        self.late = Metrics.counter(METRICS, "late_service_contributions")
+        self.forced = Metrics.counter(METRICS, "service_intervals_forced")
+
+    def process(self, element, at=beam.DoFn.TimestampParam, meta=_SV_META, due=_SV_DUE):
+        start, message = element
+        m = meta.read()
+        if m is None:
+            end = start + self.step * 1000
+            m = _ServiceMeta(pending=set(), done=set())
+            m.due = _later(end, self.clock, self.settings.grace_seconds)
+            m.backstop = max(m.due, _later(end, self.clock, self.settings.dedup_horizon_seconds))
+            due.set(_ts(m.due))
+        if m.emitted:
+            if isinstance(message, Done) and message.values is not None:
+                self.late.inc()
+            return
+        entity = (message.kind, message.id)
+        if isinstance(message, Pending):
+            if entity not in m.done:
+                m.pending.add(entity)
+        else:
+            m.pending.discard(entity)
+            m.done.add(entity)
+            if message.values is not None:
+                m.totals = merge_service(m.totals or {}, {start: message.values})
+            if m.waiting and not m.pending:
+                m.waiting = False
+                due.set(_ts(max(m.due, at.micros)))
+        meta.write(m)
+
+    @on_timer(_SV_TIMER)
+    def on_due(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam, meta=_SV_META, due=_SV_DUE):
+        m = meta.read()
+        if m is None or m.emitted:
+            meta.clear()  # the marker's horizon is over
+            return
+        if m.pending and fired.micros < m.backstop:
+            m.waiting = True
+            due.set(_ts(m.backstop))
+            meta.write(m)
+            return
+        if m.pending:
+            self.forced.inc()
+            log.warning("service interval %s emitted with %d entities never final", _iso(key), len(m.pending))
+        if m.totals is not None:
+            (row,) = service_rows(m.totals, interval_ms=self.step)
+            yield "service_intervals", dict(zip(SERVICE_INTERVAL_COLUMNS, row, strict=True))
+        horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
+        meta.write(_ServiceMeta(emitted=True, due=horizon))
+        due.set(_ts(horizon))
+
+
+class ServiceIntervalsStreaming(beam.PTransform):
+    """A tuple of ``(channel id, Received)`` channel events and ``(table, row)`` rows of the
+    channel stage in; ``("service_intervals", row)`` out (see :class:`ServiceIntervalsFn`)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, inputs):
+        events, channel_rows = inputs
+        step = interval_ms(self.settings.interval_minutes)
+        announced = events | "AnnounceChannelEnds" >> beam.FlatMap(announce_channel_end, step)
+        done = channel_rows | "ChannelParts" >> beam.FlatMap(channel_service_parts, step)
+        return (
+            (announced, done)
+            | "FlattenServiceInputs" >> beam.Flatten().with_output_types(IntervalKeyed)
+            | "ServiceInterval"
+            >> beam.ParDo(ServiceIntervalsFn(self.settings, self.clock)).with_input_types(IntervalKeyed)
+        )
+
+
 # --- the whole stream ------------------------------------------------------------------
 
 
 class SessionizeStream(beam.PTransform):
     """Pub/Sub messages (``PubsubMessage`` or bytes) in. Out: a dict with ``rows``, every
-    ``(table, row)`` of the five tables (dead letters included), and ``archive``,
+    ``(table, row)`` of the tables (dead letters included), and ``archive``,
     ``(event_date, NDJSON line)`` of every valid event as received (duplicates included)."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
@@ -681,7 +852,15 @@ class SessionizeStream(beam.PTransform):
         agents = (parsed[PRESENCE], parsed[ACTIVITY], channels[AGENT_WORK]) | "Agents" >> SessionizeAgentsStreaming(
             self.settings, self.clock
         )
-        rows = (parsed[DEAD], channels.rows, channels[DEAD], agents.rows, agents[DEAD]) | "AllRows" >> beam.Flatten()
+        service = (parsed.channel, channels.rows) | "Service" >> ServiceIntervalsStreaming(self.settings, self.clock)
+        rows = (
+            parsed[DEAD],
+            channels.rows,
+            channels[DEAD],
+            agents.rows,
+            agents[DEAD],
+            service,
+        ) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "archive": parsed[ARCHIVE]}
 
 
