@@ -1,11 +1,14 @@
 """Streaming composites: Pub/Sub messages in; the batch job's tables, a raw archive and
 dead letters out, computed by the same pure cores (:mod:`transforms.timeline`,
-:mod:`transforms.presence`) as batch.
+:mod:`transforms.presence`, :mod:`transforms.interaction`) as batch.
 
 The graph (labels are stable: a Dataflow ``--update`` maps state by them)::
 
-    messages - Parse -+- (channel id, Received) ------- Channels -+- (table, row) ------+
-                      |                                           +- (agent id, Work) -+|
+    messages - Parse -+- (channel id, Received) ------- Channels -+- (table, row) ------------------+
+                      |                                           +- (agent id, Work) -+            |
+                      |                                           +- (interaction id,  |            |
+                      |                                              ChannelOpened | ChannelDone)   |
+                      |                                              -- Interactions --------------+- (table, row)
                       +- (agent id, Received) presence -----------------------+ Agents -+- (table, row)
                       +- (agent id, Activity) agent-channel arrivals ---------+         |
                       +- (table, row) dead letters -----------------------------------+- WriteTables
@@ -36,6 +39,15 @@ time, never behind it.
   work, inferred sessions); the ``loggedOut`` interval stays open in state until the next
   login. An agent inactive for ``expire_after`` is emitted as is (open rows included), once
   its channel work is in. Presence events older than what was emitted are ``late``.
+- Interaction: the channel stage announces each channel to its interaction's key when it
+  buffers the channel's first event with an interaction id (``ChannelOpened``) and sends
+  its summary and session row when it emits it (``ChannelDone``, to the same key; a
+  channel without interaction id is its own interaction, keyed by its channel id). The
+  interaction is emitted ``grace`` after the ``ChannelDone`` that leaves no announced
+  channel without its summary, unless a new channel is announced meanwhile: so once every
+  channel it has is complete, or was emitted incomplete at its own expiry (then the row
+  has ``is_complete`` false). Its channel ids are kept for the dedup horizon: a channel
+  emitted after that is ``late`` (raw: its session row as JSON).
 
 Outputs to files are stamped with their arrival time at the writer and grouped in fixed
 windows of that time, so a row is written in the window in which it became final, never
@@ -56,7 +68,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 import orjson
@@ -73,6 +85,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas import PARTITION_COLUMN, PARTITION_SOURCE
 from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line
+from transforms.interaction import channel_summary, interaction_key, interaction_row
 from transforms.parquet import table_file, to_arrow, utc_date, write_parquet
 from transforms.presence import LOGGED_OUT, normalize_presence_type, sessionize_agent
 from transforms.timeline import sessionize_channel
@@ -89,6 +102,7 @@ ACTIVITY = "activity"
 DEAD = "dead"
 ARCHIVE = "archive"
 AGENT_WORK = "agent_work"
+INTERACTION_WORK = "interaction_work"
 
 KeyedAny = beam.typehints.Tuple[str, beam.typehints.Any]
 
@@ -118,6 +132,21 @@ class Work(typing.NamedTuple):
     consumed: int
     segments: list[dict] | None = None
     session: dict | None = None
+
+
+class ChannelOpened(typing.NamedTuple):
+    """To an interaction's key from the channel stage: ``channel_id`` has its first event."""
+
+    channel_id: str
+
+
+class ChannelDone(typing.NamedTuple):
+    """To an interaction's key from the channel stage: ``channel_id`` was emitted, with its
+    summary (:func:`transforms.interaction.channel_summary`) and its session row."""
+
+    channel_id: str
+    summary: tuple
+    session: dict
 
 
 @dataclass(frozen=True)
@@ -159,6 +188,9 @@ def late_row(rec: Received, detail: str) -> dict:
 
 def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / US, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _ts(us: int) -> Timestamp:
@@ -247,11 +279,13 @@ class _ChannelMeta:
     ended: int | None = None  # earliest `ended` time (µs)
     expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
     final: frozenset | None = None  # after emission: the channel's (source, id) pairs
+    interaction: str | None = None  # the interaction key the channel was announced to
 
 
 class SessionizeChannelFn(beam.DoFn):
     """``(channel id, Received)`` in. Out: ``(table, row)`` for ``channel_sessions`` and
-    ``channel_segments`` (main, from timers), ``(agent id, Work)`` (``agent_work``) and
+    ``channel_segments`` (main, from timers), ``(agent id, Work)`` (``agent_work``),
+    ``(interaction id, ChannelOpened | ChannelDone)`` (``interaction_work``) and
     ``("dead_letter", row)`` of late events (``dead``). State and timers: module docstring."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
@@ -296,6 +330,9 @@ class SessionizeChannelFn(beam.DoFn):
             meta.write(m)
             return
         events.add(ev)
+        if m.interaction is None and ev.interaction_id is not None:
+            m.interaction = ev.interaction_id
+            yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (m.interaction, ChannelOpened(channel_id)))
         if ev.type == "channel.ended" and (m.ended is None or ev.ts < m.ended):
             m.ended = ev.ts
             end.set(_ts(_later(ev.ts, self.clock, self.settings.grace_seconds)))
@@ -345,6 +382,9 @@ class SessionizeChannelFn(beam.DoFn):
             yield "channel_segments", seg
         for agent, n in sorted((m.consumed or {}).items()):
             yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent, Work(channel_id, n, segments, session)))
+        summary = channel_summary(result)
+        key = m.interaction or interaction_key(summary)
+        yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (key, ChannelDone(channel_id, summary, session)))
         events.clear()
         horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
         expiry.set(_ts(horizon))
@@ -353,7 +393,8 @@ class SessionizeChannelFn(beam.DoFn):
 
 class SessionizeChannelsStreaming(beam.PTransform):
     """``(channel id, Received)`` at event time in; out: ``(table, row)`` rows (main),
-    ``(agent id, Work)`` (``agent_work``) and ``("dead_letter", row)`` (``dead``)."""
+    ``(agent id, Work)`` (``agent_work``), ``(interaction id, ChannelOpened | ChannelDone)``
+    (``interaction_work``) and ``("dead_letter", row)`` (``dead``)."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
@@ -363,7 +404,7 @@ class SessionizeChannelsStreaming(beam.PTransform):
     def expand(self, events):
         return events | "SessionizeChannel" >> beam.ParDo(
             SessionizeChannelFn(self.settings, self.clock)
-        ).with_input_types(KeyedAny).with_outputs(AGENT_WORK, DEAD, main="rows")
+        ).with_input_types(KeyedAny).with_outputs(AGENT_WORK, INTERACTION_WORK, DEAD, main="rows")
 
 
 # --- agents ----------------------------------------------------------------------------
@@ -580,12 +621,140 @@ class SessionizeAgentsStreaming(beam.PTransform):
         )
 
 
+# --- interactions ----------------------------------------------------------------------
+
+
+# State and timers of the interaction stage.
+_IX_FLUSH_TIMER = TimerSpec("flush", TimeDomain.WATERMARK)
+_IX_EXPIRY_TIMER = TimerSpec("expiry", TimeDomain.WATERMARK)
+_IX_CHANNELS = beam.DoFn.StateParam(BagStateSpec("channels", PickleCoder()))
+_IX_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_IX_FLUSH = beam.DoFn.TimerParam(_IX_FLUSH_TIMER)
+_IX_EXPIRY = beam.DoFn.TimerParam(_IX_EXPIRY_TIMER)
+
+
+@dataclass
+class _InteractionMeta:
+    """Small per-interaction state next to the bag of its channels."""
+
+    ledger: Counter | None = None  # channel id -> announced minus done (> 0: still open upstream)
+    due: int = 0  # the flush is wanted at this time (µs)
+    final: frozenset | None = None  # after emission: its channel ids
+    expires: int = 0  # after emission: the end of the marker's horizon (µs)
+
+
+def _all_done(m: _InteractionMeta) -> bool:
+    """Every channel announced to the interaction has been emitted by the channel stage."""
+    return not any(n > 0 for n in m.ledger.values()) if m.ledger else True
+
+
+def _iso_us(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def late_channel_row(interaction_id: str, done: ChannelDone) -> dict:
+    """The ``dead_letter`` row (code ``late``, origin ``channel:<id>``) of a channel emitted
+    after its interaction was final; ``raw`` is its session row as JSON (times ISO-8601)."""
+    session = done.session
+    detail = (
+        f"interaction {interaction_id} was already final; its {session.get('party_role')} channel "
+        f"{done.channel_id} (first event {_iso(session['first_event_at'])}) was emitted after"
+    )
+    times = {k: _iso_us(v) for k, v in session.items() if k.endswith("_at") and isinstance(v, int)}
+    raw = orjson.dumps({**session, **times})
+    return dead_letter_row(dead_letter("late", detail, raw, f"channel:{done.channel_id}"), time.time_ns() // 1000)
+
+
+class SessionizeInteractionFn(beam.DoFn):
+    """``(interaction id, ChannelOpened | ChannelDone)`` in. Out: ``("interactions", row)``
+    (main, from the flush timer) and ``("dead_letter", row)`` of channels emitted after
+    their interaction (``dead``). State and timers: module docstring."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.late = Metrics.counter(METRICS, "late_channels")
+        self.emitted = Metrics.counter(METRICS, "interactions_emitted")
+
+    def process(
+        self,
+        element,
+        at=beam.DoFn.TimestampParam,
+        channels=_IX_CHANNELS,
+        meta=_IX_META,
+        flush=_IX_FLUSH,
+    ):
+        key, value = element
+        m = meta.read() or _InteractionMeta()
+        if m.final is not None:
+            if isinstance(value, ChannelDone):
+                self.late.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, ("dead_letter", late_channel_row(key, value)))
+            return
+        if m.ledger is None:
+            m.ledger = Counter()
+        m.ledger[value.channel_id] += 1 if isinstance(value, ChannelOpened) else -1
+        if not m.ledger[value.channel_id]:
+            del m.ledger[value.channel_id]
+        if isinstance(value, ChannelDone):
+            channels.add(value)
+            if _all_done(m):
+                m.due = max(m.due, _later(at.micros, self.clock, self.settings.grace_seconds))
+                flush.set(_ts(m.due))
+        meta.write(m)
+
+    @on_timer(_IX_FLUSH_TIMER)
+    def on_flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        channels=_IX_CHANNELS,
+        meta=_IX_META,
+        expiry=_IX_EXPIRY,
+    ):
+        m = meta.read()
+        if m is None or m.final is not None or fired.micros < m.due or not _all_done(m):
+            return  # superseded, or a channel announced since: its ChannelDone re-arms
+        done = list(channels.read())
+        if not done:
+            return
+        self.emitted.inc()
+        yield "interactions", interaction_row([d.summary for d in done])
+        channels.clear()
+        horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
+        expiry.set(_ts(horizon))
+        meta.write(_InteractionMeta(final=frozenset(d.channel_id for d in done), expires=horizon))
+
+    @on_timer(_IX_EXPIRY_TIMER)
+    def on_expiry(self, fired=beam.DoFn.TimestampParam, channels=_IX_CHANNELS, meta=_IX_META):
+        m = meta.read()
+        if m is not None and fired.micros < m.expires:
+            return
+        channels.clear()
+        meta.clear()  # the marker's horizon is over: forget the interaction
+
+
+class SessionizeInteractionsStreaming(beam.PTransform):
+    """``(interaction id, ChannelOpened | ChannelDone)`` in; out: ``("interactions", row)``
+    (main) and ``("dead_letter", row)`` (``dead``)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, work):
+        return work | "SessionizeInteraction" >> beam.ParDo(
+            SessionizeInteractionFn(self.settings, self.clock)
+        ).with_input_types(KeyedAny).with_outputs(DEAD, main="rows")
+
+
 # --- the whole stream ------------------------------------------------------------------
 
 
 class SessionizeStream(beam.PTransform):
     """Pub/Sub messages (``PubsubMessage`` or bytes) in. Out: a dict with ``rows``, every
-    ``(table, row)`` of the five tables (dead letters included), and ``archive``,
+    ``(table, row)`` of the six tables (dead letters included), and ``archive``,
     ``(event_date, NDJSON line)`` of every valid event as received (duplicates included)."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
@@ -599,7 +768,18 @@ class SessionizeStream(beam.PTransform):
         agents = (parsed[PRESENCE], parsed[ACTIVITY], channels[AGENT_WORK]) | "Agents" >> SessionizeAgentsStreaming(
             self.settings, self.clock
         )
-        rows = (parsed[DEAD], channels.rows, channels[DEAD], agents.rows, agents[DEAD]) | "AllRows" >> beam.Flatten()
+        interactions = channels[INTERACTION_WORK] | "Interactions" >> SessionizeInteractionsStreaming(
+            self.settings, self.clock
+        )
+        rows = (
+            parsed[DEAD],
+            channels.rows,
+            channels[DEAD],
+            agents.rows,
+            agents[DEAD],
+            interactions.rows,
+            interactions[DEAD],
+        ) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "archive": parsed[ARCHIVE]}
 
 
