@@ -1,14 +1,17 @@
 """Streaming composites: Pub/Sub messages in; the batch job's tables, a raw archive and
 dead letters out, computed by the same pure cores (:mod:`transforms.timeline`,
-:mod:`transforms.presence`, :mod:`transforms.intervals`) as batch.
+:mod:`transforms.presence`, :mod:`transforms.interaction`, :mod:`transforms.intervals`) as batch.
 
 The graph (labels are stable: a Dataflow ``--update`` maps state by them)::
 
-    messages - Parse -+- (channel id, Received) -+----- Channels -+- (table, row) ------+
-                      |                          |                +- (agent id, Work) -+|
+    messages - Parse -+- (channel id, Received) -+----- Channels -+- (table, row) ------------------+
+                      |                          |                +- (agent id, Work) -+            |
+                      |                          |                +- (interaction id,  |            |
+                      |                          |                   ChannelOpened | ChannelDone)   |
+                      |                          |                   -- Interactions --------------+- (table, row)
                       +- (agent id, Received) presence -----------------------+ Agents -+- (table, row)
                       +- (agent id, Activity) agent-channel arrivals ---------+         |
-                      |                          +- Service (channel ends + channel rows) -+- (table, row)
+                      |                          +- Service (channel events, channel and interaction rows) -+
                       +- (table, row) dead letters -----------------------------------+- WriteTables
                       +- (event_date, line) valid events --------------------------------- WriteArchive
 
@@ -41,12 +44,23 @@ time, never behind it.
   logout's interval (and any later one with post-logout work) is held in state and
   released ``grace`` after its end if no presence or work came since, else merged into the
   next emission. Parts for an interval already emitted are dropped and counted.
-- Service interval (state keyed by interval start): every ``channel.ended`` announces its
-  channel in the interval of its time; each emitted channel with an ``ended`` settles the
-  intervals from its ``ended_at`` to its last event, with its handled contribution. The
-  row is emitted once ``grace`` has passed after the interval's end and every channel
-  announced in it is settled (at the latest at the dedup horizon); contributions after
-  that are dropped and counted.
+- Service interval (state keyed by interval start): every channel event announces its
+  interaction in the interval of its time, and a ``channel.ended`` its channel too; each
+  emitted interaction settles the intervals from its ``started_at`` to its last event (with
+  its contribution in the first), each emitted channel with an ``ended`` the intervals
+  from its ``ended_at`` to its last event (with its handled count in the first). The row is
+  emitted once ``grace`` has passed after the interval's end and everything announced in
+  it is settled (at the latest at the dedup horizon); contributions after that are
+  dropped and counted. So an interval waits for the interactions with an event in it.
+- Interaction: the channel stage announces each channel to its interaction's key when it
+  buffers the channel's first event with an interaction id (``ChannelOpened``) and sends
+  its summary and session row when it emits it (``ChannelDone``, to the same key; a
+  channel without interaction id is its own interaction, keyed by its channel id). The
+  interaction is emitted ``grace`` after the ``ChannelDone`` that leaves no announced
+  channel without its summary, unless a new channel is announced meanwhile: so once every
+  channel it has is complete, or was emitted incomplete at its own expiry (then the row
+  has ``is_complete`` false). Its channel ids are kept for the dedup horizon: a channel
+  emitted after that is ``late`` (raw: its session row as JSON).
 
 Outputs to files are stamped with their arrival time at the writer and grouped in fixed
 windows of that time, so a row is written in the window in which it became final, never
@@ -67,7 +81,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 import orjson
@@ -83,7 +97,8 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas import PARTITION_COLUMN, PARTITION_SOURCE
-from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line
+from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line, parse_timestamp
+from transforms.interaction import channel_summary, interaction_key, interaction_row
 from transforms.intervals import (
     AGENT_INTERVAL_COLUMNS,
     DEFAULT_INTERVAL_MINUTES,
@@ -91,10 +106,12 @@ from transforms.intervals import (
     SERVICE_INTERVAL_COLUMNS,
     agent_intervals,
     handled_fields,
+    interaction_fields,
     interval_ms,
     merge_agent_rows,
     merge_service,
     service_handled,
+    service_interactions,
     service_rows,
     take_final,
 )
@@ -114,6 +131,7 @@ ACTIVITY = "activity"
 DEAD = "dead"
 ARCHIVE = "archive"
 AGENT_WORK = "agent_work"
+INTERACTION_WORK = "interaction_work"
 
 KeyedAny = beam.typehints.Tuple[str, beam.typehints.Any]
 IntervalKeyed = beam.typehints.Tuple[int, beam.typehints.Any]
@@ -144,6 +162,21 @@ class Work(typing.NamedTuple):
     consumed: int
     segments: list[dict] | None = None
     session: dict | None = None
+
+
+class ChannelOpened(typing.NamedTuple):
+    """To an interaction's key from the channel stage: ``channel_id`` has its first event."""
+
+    channel_id: str
+
+
+class ChannelDone(typing.NamedTuple):
+    """To an interaction's key from the channel stage: ``channel_id`` was emitted, with its
+    summary (:func:`transforms.interaction.channel_summary`) and its session row."""
+
+    channel_id: str
+    summary: tuple
+    session: dict
 
 
 @dataclass(frozen=True)
@@ -195,6 +228,9 @@ def late_row(rec: Received, detail: str) -> dict:
 
 def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / US, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _ts(us: int) -> Timestamp:
@@ -283,11 +319,13 @@ class _ChannelMeta:
     ended: int | None = None  # earliest `ended` time (µs)
     expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
     final: frozenset | None = None  # after emission: the channel's (source, id) pairs
+    interaction: str | None = None  # the interaction key the channel was announced to
 
 
 class SessionizeChannelFn(beam.DoFn):
     """``(channel id, Received)`` in. Out: ``(table, row)`` for ``channel_sessions`` and
-    ``channel_segments`` (main, from timers), ``(agent id, Work)`` (``agent_work``) and
+    ``channel_segments`` (main, from timers), ``(agent id, Work)`` (``agent_work``),
+    ``(interaction id, ChannelOpened | ChannelDone)`` (``interaction_work``) and
     ``("dead_letter", row)`` of late events (``dead``). State and timers: module docstring."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
@@ -332,6 +370,9 @@ class SessionizeChannelFn(beam.DoFn):
             meta.write(m)
             return
         events.add(ev)
+        if m.interaction is None and ev.interaction_id is not None:
+            m.interaction = ev.interaction_id
+            yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (m.interaction, ChannelOpened(channel_id)))
         if ev.type == "channel.ended" and (m.ended is None or ev.ts < m.ended):
             m.ended = ev.ts
             end.set(_ts(_later(ev.ts, self.clock, self.settings.grace_seconds)))
@@ -381,6 +422,9 @@ class SessionizeChannelFn(beam.DoFn):
             yield "channel_segments", seg
         for agent, n in sorted((m.consumed or {}).items()):
             yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent, Work(channel_id, n, segments, session)))
+        summary = channel_summary(result)
+        key = m.interaction or interaction_key(summary)
+        yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (key, ChannelDone(channel_id, summary, session)))
         events.clear()
         horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
         expiry.set(_ts(horizon))
@@ -389,7 +433,8 @@ class SessionizeChannelFn(beam.DoFn):
 
 class SessionizeChannelsStreaming(beam.PTransform):
     """``(channel id, Received)`` at event time in; out: ``(table, row)`` rows (main),
-    ``(agent id, Work)`` (``agent_work``) and ``("dead_letter", row)`` (``dead``)."""
+    ``(agent id, Work)`` (``agent_work``), ``(interaction id, ChannelOpened | ChannelDone)``
+    (``interaction_work``) and ``("dead_letter", row)`` (``dead``)."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
@@ -399,7 +444,7 @@ class SessionizeChannelsStreaming(beam.PTransform):
     def expand(self, events):
         return events | "SessionizeChannel" >> beam.ParDo(
             SessionizeChannelFn(self.settings, self.clock)
-        ).with_input_types(KeyedAny).with_outputs(AGENT_WORK, DEAD, main="rows")
+        ).with_input_types(KeyedAny).with_outputs(AGENT_WORK, INTERACTION_WORK, DEAD, main="rows")
 
 
 # --- agents ----------------------------------------------------------------------------
@@ -679,12 +724,141 @@ class SessionizeAgentsStreaming(beam.PTransform):
         )
 
 
+# --- interactions ----------------------------------------------------------------------
+
+
+# State and timers of the interaction stage.
+_IX_FLUSH_TIMER = TimerSpec("flush", TimeDomain.WATERMARK)
+_IX_EXPIRY_TIMER = TimerSpec("expiry", TimeDomain.WATERMARK)
+_IX_CHANNELS = beam.DoFn.StateParam(BagStateSpec("channels", PickleCoder()))
+_IX_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_IX_FLUSH = beam.DoFn.TimerParam(_IX_FLUSH_TIMER)
+_IX_EXPIRY = beam.DoFn.TimerParam(_IX_EXPIRY_TIMER)
+
+
+@dataclass
+class _InteractionMeta:
+    """Small per-interaction state next to the bag of its channels."""
+
+    ledger: Counter | None = None  # channel id -> announced minus done (> 0: still open upstream)
+    due: int = 0  # the flush is wanted at this time (µs)
+    final: frozenset | None = None  # after emission: its channel ids
+    expires: int = 0  # after emission: the end of the marker's horizon (µs)
+
+
+def _all_done(m: _InteractionMeta) -> bool:
+    """Every channel announced to the interaction has been emitted by the channel stage."""
+    return not any(n > 0 for n in m.ledger.values()) if m.ledger else True
+
+
+def _iso_us(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def late_channel_row(interaction_id: str, done: ChannelDone) -> dict:
+    """The ``dead_letter`` row (code ``late``, origin ``channel:<id>``) of a channel emitted
+    after its interaction was final; ``raw`` is its session row as JSON (times ISO-8601)."""
+    session = done.session
+    detail = (
+        f"interaction {interaction_id} was already final; its {session.get('party_role')} channel "
+        f"{done.channel_id} (first event {_iso(session['first_event_at'])}) was emitted after"
+    )
+    times = {k: _iso_us(v) for k, v in session.items() if k.endswith("_at") and isinstance(v, int)}
+    raw = orjson.dumps({**session, **times})
+    return dead_letter_row(dead_letter("late", detail, raw, f"channel:{done.channel_id}"), time.time_ns() // 1000)
+
+
+class SessionizeInteractionFn(beam.DoFn):
+    """``(interaction id, ChannelOpened | ChannelDone)`` in. Out: ``("interactions", row)``
+    (main, from the flush timer) and ``("dead_letter", row)`` of channels emitted after
+    their interaction (``dead``). State and timers: module docstring."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.late = Metrics.counter(METRICS, "late_channels")
+        self.emitted = Metrics.counter(METRICS, "interactions_emitted")
+
+    def process(
+        self,
+        element,
+        at=beam.DoFn.TimestampParam,
+        channels=_IX_CHANNELS,
+        meta=_IX_META,
+        flush=_IX_FLUSH,
+    ):
+        key, value = element
+        m = meta.read() or _InteractionMeta()
+        if m.final is not None:
+            if isinstance(value, ChannelDone):
+                self.late.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, ("dead_letter", late_channel_row(key, value)))
+            return
+        if m.ledger is None:
+            m.ledger = Counter()
+        m.ledger[value.channel_id] += 1 if isinstance(value, ChannelOpened) else -1
+        if not m.ledger[value.channel_id]:
+            del m.ledger[value.channel_id]
+        if isinstance(value, ChannelDone):
+            channels.add(value)
+            if _all_done(m):
+                m.due = max(m.due, _later(at.micros, self.clock, self.settings.grace_seconds))
+                flush.set(_ts(m.due))
+        meta.write(m)
+
+    @on_timer(_IX_FLUSH_TIMER)
+    def on_flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        channels=_IX_CHANNELS,
+        meta=_IX_META,
+        expiry=_IX_EXPIRY,
+    ):
+        m = meta.read()
+        if m is None or m.final is not None or fired.micros < m.due or not _all_done(m):
+            return  # superseded, or a channel announced since: its ChannelDone re-arms
+        done = list(channels.read())
+        if not done:
+            return
+        self.emitted.inc()
+        yield "interactions", interaction_row([d.summary for d in done])
+        channels.clear()
+        horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
+        expiry.set(_ts(horizon))
+        meta.write(_InteractionMeta(final=frozenset(d.channel_id for d in done), expires=horizon))
+
+    @on_timer(_IX_EXPIRY_TIMER)
+    def on_expiry(self, fired=beam.DoFn.TimestampParam, channels=_IX_CHANNELS, meta=_IX_META):
+        m = meta.read()
+        if m is not None and fired.micros < m.expires:
+            return
+        channels.clear()
+        meta.clear()  # the marker's horizon is over: forget the interaction
+
+
+class SessionizeInteractionsStreaming(beam.PTransform):
+    """``(interaction id, ChannelOpened | ChannelDone)`` in; out: ``("interactions", row)``
+    (main) and ``("dead_letter", row)`` (``dead``)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, work):
+        return work | "SessionizeInteraction" >> beam.ParDo(
+            SessionizeInteractionFn(self.settings, self.clock)
+        ).with_input_types(KeyedAny).with_outputs(DEAD, main="rows")
+
+
 # --- service intervals -----------------------------------------------------------------
 
 
 class Pending(typing.NamedTuple):
-    """To a service interval's key: an entity (``kind``: ``channel``) with an event in the
-    interval may still contribute to it; the interval waits for its :class:`Done`."""
+    """To a service interval's key: an entity (``kind``: ``channel`` or ``interaction``) with
+    an event in the interval may still contribute to it; the interval waits for its
+    :class:`Done`."""
 
     kind: str
     id: str
@@ -704,31 +878,80 @@ def interval_start_of(us: int, step_ms: int) -> int:
     return us // 1000 // step_ms * step_ms * 1000
 
 
-def announce_channel_end(element, step_ms: int):
-    """``(channel id, Received)`` in; ``(interval start, Pending)`` out for every
-    ``channel.ended`` (the interval its handled count may land in, by event time)."""
+def announce_service(element, step_ms: int):
+    """``(channel id, Received)`` in; ``(interval start, Pending)`` out, in the interval of the
+    event's time: its interaction (interaction id, else the channel's own id: the key of the
+    interaction core), and for a ``channel.ended`` the channel (its handled count may land
+    there)."""
     channel_id, rec = element
-    if rec.event.type == "channel.ended":
-        yield interval_start_of(rec.event.ts, step_ms), Pending("channel", channel_id)
+    ev = rec.event
+    start = interval_start_of(ev.ts, step_ms)
+    yield start, Pending("interaction", ev.interaction_id if ev.interaction_id is not None else channel_id)
+    if ev.type == "channel.ended":
+        yield start, Pending("channel", channel_id)
 
 
-def channel_service_parts(element, step_ms: int):
-    """``(table, row)`` in; for a ``channel_sessions`` row that saw ``ended``: ``(interval
-    start, Done)`` for every interval from its ``ended_at`` to its ``last_event_at`` (where
-    its ``ended`` events were announced), the first carrying its handled contribution."""
+def _spanned(first_us: int, last_us: int, step_ms: int) -> range:
+    """Interval starts (µs) from the one holding ``first_us`` to the one holding ``last_us``."""
+    return range(interval_start_of(first_us, step_ms), interval_start_of(last_us, step_ms) + 1, step_ms * 1000)
+
+
+def service_parts(element, step_ms: int, short_abandon_ms: int):
+    """``(table, row)`` in; ``(interval start, Done)`` out: for an ``interactions`` row, every
+    interval from its ``started_at`` to its ``last_event_at`` (where its events announced it),
+    the first carrying its contribution; for a ``channel_sessions`` row that saw ``ended``,
+    every interval from its ``ended_at`` to its ``last_event_at``, the first carrying its
+    handled count; for a channel with an interaction id, also its own id as an interaction
+    over its events' span (announced by its events without interaction id, if any)."""
     table, row = element
-    if table != "channel_sessions" or row["ended_at"] is None:
+    if table == "dead_letter":
+        yield from _late_parts(row, step_ms)
         return
-    contribution = service_handled([handled_fields(row)], interval_ms=step_ms)
-    first = interval_start_of(row["ended_at"], step_ms)
-    last = interval_start_of(max(row["last_event_at"], row["ended_at"]), step_ms)
-    for start in range(first, last + 1, step_ms * 1000):
-        yield start, Done("channel", row["channel_id"], contribution.get(start))
+    if table == "interactions":
+        contribution = service_interactions(
+            [interaction_fields(row)], interval_ms=step_ms, short_abandon_ms=short_abandon_ms
+        )
+        for start in _spanned(row["started_at"], row["last_event_at"], step_ms):
+            yield start, Done("interaction", row["interaction_id"], contribution.get(start))
+        return
+    if table != "channel_sessions":
+        return
+    if row["interaction_id"] is not None:
+        for start in _spanned(row["first_event_at"], row["last_event_at"], step_ms):
+            yield start, Done("interaction", row["channel_id"])
+    if row["ended_at"] is not None:
+        contribution = service_handled([handled_fields(row)], interval_ms=step_ms)
+        for start in _spanned(row["ended_at"], max(row["last_event_at"], row["ended_at"]), step_ms):
+            yield start, Done("channel", row["channel_id"], contribution.get(start))
 
 
 _SV_TIMER = TimerSpec("due", TimeDomain.WATERMARK)
 _SV_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
 _SV_DUE = beam.DoFn.TimerParam(_SV_TIMER)
+
+
+def _late_parts(row: dict, step_ms: int):
+    """What a ``late`` dead letter settles: an event dead-lettered by the channel stage (the
+    notification as ``raw``), at its time; a channel dead-lettered by the interaction stage
+    (its session row as ``raw``), its interaction over the channel's span."""
+    if row["error_code"] != "late":
+        return
+    if row["origin"].startswith("channel:"):
+        try:
+            session = orjson.loads(row["raw"])
+            first, last = parse_timestamp(session["first_event_at"]), parse_timestamp(session["last_event_at"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        key = session.get("interaction_id") or session.get("channel_id")
+        for start in _spanned(first, last, step_ms):
+            yield start, Done("interaction", key)
+        return
+    ev = parse_line(row["raw"].encode("utf-8"), row["origin"], MAX_EVENT_BYTES)
+    if isinstance(ev, Event) and ev.is_channel:
+        start = interval_start_of(ev.ts, step_ms)
+        yield start, Done("interaction", ev.interaction_id if ev.interaction_id is not None else ev.key)
+        if ev.type == "channel.ended":
+            yield start, Done("channel", ev.key)
 
 
 @dataclass
@@ -748,12 +971,14 @@ class ServiceIntervalsFn(beam.DoFn):
     """``(interval start µs, Pending | Done)`` in; ``("service_intervals", row)`` out.
 
     A service interval is final once ``grace`` has passed after its end (the module's
-    ``_later`` rule) and every entity announced in it is done: its row is then emitted,
-    once, if any contribution came. An entity that never comes (its events were late) holds
-    the row until the dedup horizon after the interval's end (then emitted, counted in
-    ``vccflow/service_intervals_forced``). Contributions after emission are dropped and
-    counted (``vccflow/late_service_contributions``); the marker is kept for the dedup
-    horizon."""
+    ``_later`` rule) and every entity announced in it is done (emitted, or dead-lettered as
+    late): its row is then emitted, once, if any contribution came. An entity that never
+    comes (malformed input, e.g. a channel naming two interactions) holds the row until the
+    dedup horizon after the interval's end: then it is emitted, counted in
+    ``vccflow/service_intervals_forced`` (the local runner holds no watermark for timers: a
+    test that moves the watermark past that horizon at once can fire it before the last
+    contributions). Contributions after emission are dropped and counted
+    (``vccflow/late_service_contributions``); the marker is kept for the dedup horizon."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -812,8 +1037,9 @@ class ServiceIntervalsFn(beam.DoFn):
 
 
 class ServiceIntervalsStreaming(beam.PTransform):
-    """A tuple of ``(channel id, Received)`` channel events and ``(table, row)`` rows of the
-    channel stage in; ``("service_intervals", row)`` out (see :class:`ServiceIntervalsFn`)."""
+    """A tuple of ``(channel id, Received)`` channel events and ``(table, row)`` rows and late
+    dead letters of the channel and interaction stages in; ``("service_intervals", row)``
+    out (see :class:`ServiceIntervalsFn`)."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
@@ -821,10 +1047,15 @@ class ServiceIntervalsStreaming(beam.PTransform):
         self.clock = clock
 
     def expand(self, inputs):
-        events, channel_rows = inputs
+        events, *rows = inputs
         step = interval_ms(self.settings.interval_minutes)
-        announced = events | "AnnounceChannelEnds" >> beam.FlatMap(announce_channel_end, step)
-        done = channel_rows | "ChannelParts" >> beam.FlatMap(channel_service_parts, step)
+        short_ms = self.settings.short_abandon_seconds * 1000
+        announced = events | "Announce" >> beam.FlatMap(announce_service, step)
+        done = (
+            tuple(rows)
+            | "FlattenRows" >> beam.Flatten()
+            | "Parts" >> beam.FlatMap(service_parts, step, short_ms).with_output_types(IntervalKeyed)
+        )
         return (
             (announced, done)
             | "FlattenServiceInputs" >> beam.Flatten().with_output_types(IntervalKeyed)
@@ -852,13 +1083,24 @@ class SessionizeStream(beam.PTransform):
         agents = (parsed[PRESENCE], parsed[ACTIVITY], channels[AGENT_WORK]) | "Agents" >> SessionizeAgentsStreaming(
             self.settings, self.clock
         )
-        service = (parsed.channel, channels.rows) | "Service" >> ServiceIntervalsStreaming(self.settings, self.clock)
+        interactions = channels[INTERACTION_WORK] | "Interactions" >> SessionizeInteractionsStreaming(
+            self.settings, self.clock
+        )
+        service = (
+            parsed.channel,
+            channels.rows,
+            interactions.rows,
+            channels[DEAD],
+            interactions[DEAD],
+        ) | "Service" >> ServiceIntervalsStreaming(self.settings, self.clock)
         rows = (
             parsed[DEAD],
             channels.rows,
             channels[DEAD],
             agents.rows,
             agents[DEAD],
+            interactions.rows,
+            interactions[DEAD],
             service,
         ) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "archive": parsed[ARCHIVE]}
