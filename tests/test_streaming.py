@@ -29,6 +29,7 @@ from pipelines import batch, generate, publish, stream
 from schemas import TABLES
 from transforms.events import Event, parse_line
 from transforms.streaming import (
+    Received,
     SessionizeStream,
     StreamSettings,
     WriteRawArchive,
@@ -637,3 +638,35 @@ def test_a_service_interval_waits_for_every_channel_and_interaction_announced_in
         assert_that(rows_of(out, "service_intervals", fields), equal_to(expected), label="service")
         interactions = rows_of(out, "interactions", ("interaction_id", "direction", "is_complete"))
         assert_that(interactions, equal_to([("int1", "internal", False)]), label="interactions")
+
+
+def test_a_late_event_announced_to_a_service_interval_is_settled_by_its_dead_letter():
+    """A ``held`` of 08:16:40 arriving after its channel was final (it ended 08:01:35) is
+    announced to the 08:15 interval (parse cannot know) and dead-lettered by the channel
+    stage: its dead letter settles that announcement, so no interval waits for the dedup
+    horizon for it."""
+    from transforms.streaming import Done, Pending, announce_service, service_parts
+
+    late = notification("held", 1000, "chA", id_="late-1")
+    stream_ = (
+        EventStream()
+        .add_elements(call("chA", 0))
+        .advance_watermark_to(ms(T0 + 300 * US))  # chA final (ended 08:01:35 + 60 s), int1 too
+        .add_elements([late])
+        .advance_watermark_to(ms(T0 + 10 * 86400 * US))
+        .advance_watermark_to_infinity()
+    )
+    step = 15 * 60_000
+    announced = list(announce_service(("chA", Received(parse_line(late, "stream"), late, "stream", 0)), step))
+    assert announced == [(T0 + 900 * US, Pending("interaction", "int1"))]
+
+    def settles_the_announcement(dead):
+        (row,) = [row for table, row in dead if row["error_code"] == "late"]
+        assert list(service_parts(("dead_letter", row), step, 5000)) == [(T0 + 900 * US, Done("interaction", "int1"))]
+
+    with streaming_pipeline() as p:
+        out = p | stream_ | SessionizeStream(StreamSettings(grace_seconds=60), clock=epoch_clock)
+        fields = ("interval_start", "handled", "handle_ms_of_handled")
+        assert_that(rows_of(out, "service_intervals", fields), equal_to([(T0, 1, 90_000)]), label="service")
+        dead = out["rows"] | beam.Filter(lambda tr: tr[0] == "dead_letter")
+        assert_that(dead, settles_the_announcement, label="settled")
