@@ -148,8 +148,9 @@ def setup_access_log(enabled: bool) -> None:
         access_log.setLevel(logging.CRITICAL + 1)
 
 
-async def serve(args: argparse.Namespace, keys: list[bytes]) -> dict:
-    """Serve until SIGTERM or SIGINT; returns the final counters."""
+async def serve(args: argparse.Namespace, keys: list[bytes], stop: asyncio.Event | None = None) -> dict:
+    """Serve until ``stop`` is set (by default: until SIGTERM or SIGINT); returns the final
+    counters."""
     from aiohttp import web
 
     from pipelines.receiver.app import JsonAccessLogger, Receiver, Settings, access_log, build_app
@@ -163,10 +164,10 @@ async def serve(args: argparse.Namespace, keys: list[bytes]) -> dict:
         shutdown_timeout=args.shutdown_timeout_seconds,
     )
     await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
         site = web.TCPSite(runner, args.host, args.port, backlog=1024)
         await site.start()
@@ -180,6 +181,16 @@ async def serve(args: argparse.Namespace, keys: list[bytes]) -> dict:
     finally:
         await runner.cleanup()
     return receiver.counters.snapshot()
+
+
+def event_loop_runner():
+    """``uvloop.run`` where uvloop is installed (about twice the requests per CPU-second),
+    else ``asyncio.run``."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -204,7 +215,7 @@ def run(argv: list[str] | None = None) -> int:
         if len(key) < RECOMMENDED_KEY_BYTES:
             log.warning("secret #%d is %d bytes, below the %d recommended for HS256", i + 1, len(key), 32)
     setup_access_log(not args.no_access_log)
-    counters = asyncio.run(serve(args, keys))
+    counters = event_loop_runner()(serve(args, keys))
     log.info("counters: %s", orjson.dumps(counters).decode())
     print(
         f"vccflow receive: stopped; {counters['accepted']} accepted, {counters['rejected_total']} rejected, "

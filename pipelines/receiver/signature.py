@@ -61,20 +61,16 @@ def verify(
     if len(parts) != 2 or parts[0].lower() != "bearer" or not parts[1].strip():
         return Rejection("malformed", f"{HEADER} is not 'Bearer <token>'")
     token = parts[1].strip()
-    try:
-        alg = jwt.get_unverified_header(token).get("alg")
-    except jwt.DecodeError:
-        return Rejection("malformed", "the token is not a JWS compact serialization")
-    if alg != ALGORITHM:
-        return Rejection("bad_alg", f"token algorithm {str(alg)[:16]!r}, expected {ALGORITHM}")
     claims = None
     for key in keys:
         try:
             claims = jwt.decode(token, key, algorithms=[ALGORITHM], options=_DECODE_OPTIONS)
         except jwt.InvalidSignatureError:
             continue
+        except jwt.InvalidAlgorithmError:
+            return Rejection("bad_alg", f"the token's algorithm is not {ALGORITHM}")
         except jwt.InvalidTokenError:
-            return Rejection("malformed", "the token's payload is not a JSON object")
+            return Rejection("malformed", "the token is not a JWS compact serialization of a JSON object")
         break
     if claims is None:
         return Rejection("bad_signature", "signed with none of the configured secrets")
@@ -91,6 +87,14 @@ def verify(
     if not hmac.compare_digest(hashlib.sha256(body).hexdigest().encode(), claimed.lower().encode()):
         return Rejection("bad_hash", "payload_hash is not the SHA-256 of the body")
     return claims
+
+
+def sign(body: bytes, key: bytes, now: float, ttl_s: float = 300.0) -> str:
+    """The ``Vonage-Signature`` value VCC sends with ``body``: ``Bearer`` and an HS256 token
+    with ``iat`` = ``now``, ``exp`` ``ttl_s`` later and ``payload_hash``. For tests, the
+    benchmark and smoke tests of a deployment."""
+    claims = {"iat": int(now), "exp": int(now + ttl_s), "payload_hash": hashlib.sha256(body).hexdigest()}
+    return "Bearer " + jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
 def decode_secret(text: str) -> bytes:
@@ -112,10 +116,10 @@ def load_keys(names: Iterable[str], environ: Mapping[str, str]) -> list[bytes]:
     repeats. Raises ValueError naming the variable, never showing its value."""
     keys: list[bytes] = []
     for name in names:
-        value = environ.get(name)
-        if value is None or not value.strip():
+        secrets = [s for s in _SEPARATORS.split(environ.get(name, "")) if s]
+        if not secrets:
             raise ValueError(f"environment variable {name} is not set or empty")
-        for i, secret in enumerate(s for s in _SEPARATORS.split(value) if s):
+        for i, secret in enumerate(secrets):
             try:
                 key = decode_secret(secret)
             except ValueError as exc:

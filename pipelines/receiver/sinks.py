@@ -57,42 +57,124 @@ class SinkError(Exception):
 
 
 class PubSubSink:
-    """Publishes each notification to ``topic`` (``projects/P/topics/T``; honours
-    ``PUBSUB_EMULATOR_HOST``) and waits for the server's acknowledgement, at most
-    ``timeout_s``. Messages of concurrent requests share a publish request: a batch goes
-    out after ``max_latency_s`` or ``max_messages`` messages."""
+    """Publishes each notification to ``topic`` (``projects/P/topics/T``) and waits for the
+    server's acknowledgement, at most ``timeout_s``. Notifications of concurrent requests
+    share one publish request, sent ``max_latency_s`` after the first of them (or at
+    ``max_messages`` / ``max_bytes``).
 
-    def __init__(self, topic: str, timeout_s: float, max_latency_s: float, max_messages: int = 100) -> None:
+    The batching runs on the server's event loop with the GAPIC asyncio client (grpc.aio):
+    the threaded ``PublisherClient`` costs about twice the CPU per message here and, with
+    the event loop busy, its commit threads wait for the GIL (p99 over 100 ms at 1,000
+    req/s on 2 cores). A failed publish is retried (the client's retryable codes) until
+    ``timeout_s``. Honours ``PUBSUB_EMULATOR_HOST``; otherwise Application Default
+    Credentials (on Cloud Run, the service's account).
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        timeout_s: float,
+        max_latency_s: float,
+        max_messages: int = 100,
+        max_bytes: int = 1_000_000,
+    ) -> None:
         self.topic = topic
         self.timeout_s = timeout_s
-        self._settings = (max_latency_s, max_messages)
+        self.max_latency_s = max_latency_s
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self._client = None
+        self._message = None  # the raw protobuf PubsubMessage class
+        self._pending: list[tuple[object, asyncio.Future]] = []
+        self._pending_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task] = set()
 
     def describe(self) -> str:
         return f"Pub/Sub topic {self.topic}"
 
     async def start(self) -> None:
-        from google.cloud import pubsub_v1
+        from google.api_core import exceptions, retry_async
+        from google.pubsub_v1.services.publisher.async_client import PublisherAsyncClient
+        from google.pubsub_v1.services.publisher.transports.grpc_asyncio import PublisherGrpcAsyncIOTransport
+        from google.pubsub_v1.types import pubsub
+        from grpc import aio
 
-        max_latency_s, max_messages = self._settings
-        self._client = pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_latency=max_latency_s, max_messages=max_messages)
+        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+        if emulator:
+            transport = PublisherGrpcAsyncIOTransport(channel=aio.insecure_channel(emulator))
+            self._client = PublisherAsyncClient(transport=transport)
+        else:
+            self._client = PublisherAsyncClient()
+        self._request = pubsub.PublishRequest
+        self._message = pubsub.PubsubMessage.pb()
+        retryable = (
+            exceptions.Aborted,
+            exceptions.Cancelled,
+            exceptions.DeadlineExceeded,
+            exceptions.InternalServerError,
+            exceptions.ResourceExhausted,
+            exceptions.ServiceUnavailable,
+            exceptions.Unknown,
+        )
+        self._retry = retry_async.AsyncRetry(
+            predicate=retry_async.if_exception_type(*retryable),
+            initial=0.05,
+            maximum=1.0,
+            multiplier=2,
+            timeout=self.timeout_s,
         )
 
     async def put(self, body: bytes, event_id: str | None) -> None:
-        attributes = {ID_ATTRIBUTE: event_id} if event_id else {}
+        future = asyncio.get_running_loop().create_future()
+        message = self._message(data=body, attributes={ID_ATTRIBUTE: event_id} if event_id else None)
+        size = len(body) + 64
+        if self._pending and self._pending_bytes + size > self.max_bytes:
+            self._flush()
+        self._pending.append((message, future))
+        self._pending_bytes += size
+        if len(self._pending) >= self.max_messages:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.max_latency_s, self._flush)
         try:
-            future = self._client.publish(self.topic, body, timeout=self.timeout_s, **attributes)
             async with asyncio.timeout(self.timeout_s):
-                await asyncio.wrap_future(future)
+                await future
         except TimeoutError:
             raise SinkError("publish_timeout", f"no acknowledgement within {self.timeout_s:g}s") from None
+
+    def _flush(self) -> None:
+        """Send what is pending as one publish request."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[object, asyncio.Future]]) -> None:
+        raw = self._request.pb()(topic=self.topic, messages=[message for message, _ in batch])
+        try:
+            await self._client.publish(request=self._request.wrap(raw), retry=self._retry, timeout=self.timeout_s)
         except Exception as exc:  # any failure of the client or the server: VCC retries
-            raise SinkError("publish_failed", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+            error = SinkError("publish_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     async def close(self) -> None:
+        """Send what is pending, wait for every publish in flight, close the channel."""
+        self._flush()
+        if self._sending:
+            await asyncio.wait(set(self._sending))
         if self._client is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._client.stop)
+            await self._client.transport.close()
 
 
 @dataclass
