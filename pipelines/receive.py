@@ -177,7 +177,11 @@ async def serve(args: argparse.Namespace, keys: list[bytes], stop: asyncio.Event
             flush=True,
         )
         await stop.wait()
-        log.info("stopping: finishing requests in flight")
+        log.info("stopping: no new connection; finishing the requests in flight")
+        await site.stop()
+        unanswered = await receiver.drain(args.shutdown_timeout_seconds)
+        if unanswered:
+            log.warning("%d request(s) still in flight after %gs: cut", unanswered, args.shutdown_timeout_seconds)
     finally:
         await runner.cleanup()
     return receiver.counters.snapshot()

@@ -87,14 +87,16 @@ class Receiver:
         return stop_group(self.process, sig, timeout_s)
 
 
-def start_receiver(workdir: Path, *args: str, env: dict | None = None, **popen) -> Receiver:
-    """``vccflow receive --host 127.0.0.1 --port <free> ARGS`` with ``VCC_WEBHOOK_SECRET``
-    set to :data:`SECRET` (unless ``env`` says otherwise); returns once ``/healthz`` answers."""
+def start_receiver(workdir: Path, *args: str, env: dict | None = None, verbose: bool = False, **popen) -> Receiver:
+    """``vccflow [--verbose] receive --host 127.0.0.1 --port <free> ARGS`` with
+    ``VCC_WEBHOOK_SECRET`` set to :data:`SECRET` (unless ``env`` says otherwise); returns once
+    ``/healthz`` answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     n = len(list(workdir.glob("receiver-*.out")))
     stdout, stderr = workdir / f"receiver-{n}.out", workdir / f"receiver-{n}.err"
-    command = [sys.executable, "-m", "pipelines.cli", "receive", "--host", "127.0.0.1", "--port", str(port), *args]
+    command = [sys.executable, "-m", "pipelines.cli", *(["--verbose"] if verbose else []), "receive"]
+    command += ["--host", "127.0.0.1", "--port", str(port), *args]
     environ = {**os.environ, "VCC_WEBHOOK_SECRET": SECRET, **(env or {})}
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         process = subprocess.Popen(

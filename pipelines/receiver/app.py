@@ -21,6 +21,8 @@ method, path, status, latency, body bytes, reason, event id; never a header valu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -108,8 +110,35 @@ class Receiver:
         self.sink = sink
         self.counters = Counters()
         self._clock = clock
+        self._in_flight = 0
+        self._stopping = False
+        self._idle = asyncio.Event()
+
+    async def drain(self, timeout_s: float) -> int:
+        """For a shutdown, once no new connection is accepted: answer the notifications in
+        flight (their headers arrived; bodies may still be arriving, which aiohttp's own
+        shutdown would cut), each with ``Connection: close``, waiting at most ``timeout_s``.
+        Returns how many were still unanswered."""
+        self._stopping = True
+        if self._in_flight:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._idle.wait()
+        return self._in_flight
 
     async def notify(self, request: web.Request) -> web.Response:
+        self._in_flight += 1
+        try:
+            response = await self._answer(request)
+        finally:
+            self._in_flight -= 1
+            if self._stopping and not self._in_flight:
+                self._idle.set()
+        if self._stopping:
+            response.force_close()
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         status, reason, size, event_id = await self._take(request)
         counters = self.counters
         if status < 300:
@@ -153,7 +182,8 @@ class Receiver:
         return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(self.counters.snapshot()), content_type=_JSON)
+        snapshot = {**self.counters.snapshot(), "in_flight": self._in_flight}
+        return web.Response(body=orjson.dumps(snapshot), content_type=_JSON)
 
 
 class JsonAccessLogger(AbstractAccessLogger):
