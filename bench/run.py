@@ -402,14 +402,15 @@ def stream_replay_worker(args) -> int:
 
     out = p | "Replay" >> stream | "Sessionize" >> SessionizeStream(StreamSettings(), clock=harness._zero_clock)
     out["rows"] | "CountRows" >> beam.FlatMap(harness.count_row)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     # No runner-API round trip: it would pickle (and bz2-compress) the TestStream with every
     # message in it, ~10 s for 100,000 lines, a cost of the replay, not of the job (whose
     # Pub/Sub source holds no messages).
     p.run(test_runner_api=False).wait_until_finish()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rows = dict(sorted(harness.REPLAY_ROWS.items()))
-    print("STREAM_RESULT " + json.dumps({"lines": len(lines), "pipeline_seconds": round(wall, 3), "rows": rows}))
+    timing = {"pipeline_seconds": round(wall, 3), "pipeline_cpu_seconds": round(cpu, 3)}
+    print("STREAM_RESULT " + json.dumps({"lines": len(lines), **timing, "rows": rows}))
     return 0
 
 
@@ -438,7 +439,8 @@ def run_streaming(data: Path, args) -> dict:
     replay["events_per_second"] = round(replay["lines"] / replay["pipeline_seconds"])
     say(
         f"      streaming: {replay['lines']:,} lines in {replay['pipeline_seconds']:.1f}s "
-        f"({replay['events_per_second']:,} lines/s in the pipeline), peak RSS "
+        f"({replay['events_per_second']:,} lines/s in the pipeline, {replay['pipeline_cpu_seconds']:.1f} CPU-s), "
+        "peak RSS "
         f"{result['peak_rss_bytes'] / 2**20:,.0f} MiB; rows {replay['rows']}"
     )
     return {"measured": True, **result, **replay}
@@ -557,7 +559,7 @@ def print_table(results: dict) -> None:
     if s.get("measured"):
         say(
             f"streaming sessionizer (TestStream replay, {s['lines']:,} lines): {s['events_per_second']:,} lines/s, "
-            f"peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB"
+            f"{s['pipeline_cpu_seconds']:.1f} CPU-s in the pipeline, peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB"
         )
     else:
         say(f"streaming: not measured ({s.get('reason')})")
