@@ -171,11 +171,13 @@ def _later(event_us: int, clock: Callable[[], float], delay_s: int) -> int:
 
 
 def _arm(timer, current_us: int, wanted_us: int) -> int:
-    """Set ``timer`` to ``wanted_us`` unless it is already set later; returns the firing time."""
-    if wanted_us > current_us:
+    """The expiry wanted at ``max(current_us, wanted_us)``; returns it. ``timer`` is set only
+    when none is (``current_us`` 0): a timer that fires before the time wanted is set again
+    to it by its handler, so an event moves no timer (one timer write per expiry, not one
+    per event)."""
+    if not current_us:
         timer.set(_ts(wanted_us))
-        return wanted_us
-    return current_us
+    return max(current_us, wanted_us)
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -245,7 +247,7 @@ class _ChannelMeta:
     duplicates: int = 0
     consumed: Counter | None = None  # agent id -> arrivals buffered (for the agent ledger)
     ended: int | None = None  # earliest `ended` time (µs)
-    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    expires: int = 0  # when the channel expires (µs), only ever later; its timer may fire earlier, then re-arms
     final: frozenset | None = None  # after emission: the channel's (source, id) pairs
     ids: set | None = None  # the (source, id) pairs in the event bag: only a known one can be a copy
 
@@ -330,7 +332,8 @@ class SessionizeChannelFn(beam.DoFn):
     ):
         m = meta.read()
         if m is not None and fired.micros < m.expires:
-            return  # a firing superseded by a later reset
+            expiry.set(_ts(m.expires))  # activity since it was set: the expiry is later
+            return
         if m is None or m.final is not None:
             events.clear()
             meta.clear()  # the marker's horizon is over: forget the channel
@@ -393,7 +396,7 @@ class _AgentMeta:
     due: int | None = None  # a flush is wanted at this event time (µs): logout + grace
     cutoff: int | None = None  # presence before this time (µs) is final
     final: dict | None = None  # (source, id) -> time (µs) of emitted presence events
-    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    expires: int = 0  # when the agent expires (µs), only ever later; its timer may fire earlier, then re-arms
     collect: bool = False  # the expiry timer is the end of the horizon (forget the agent)
     waiting: bool = False  # the inactivity expiry fired while channel work was in flight
 
@@ -517,7 +520,8 @@ class SessionizeAgentFn(beam.DoFn):
     ):
         m = meta.read()
         if m is not None and fired.micros < m.expires:
-            return  # a firing superseded by a later reset
+            expiry.set(_ts(m.expires))  # activity since it was set: the expiry is later
+            return
         if m is not None and not m.collect:
             if not _settled(m):  # channel work in flight: the Work that settles it re-arms
                 m.waiting = True
