@@ -243,11 +243,13 @@ def _later(event_us: int, clock: Callable[[], float], delay_s: int) -> int:
 
 
 def _arm(timer, current_us: int, wanted_us: int) -> int:
-    """Set ``timer`` to ``wanted_us`` unless it is already set later; returns the firing time."""
-    if wanted_us > current_us:
+    """The expiry wanted at ``max(current_us, wanted_us)``; returns it. ``timer`` is set only
+    when none is (``current_us`` 0): a timer that fires before the time wanted is set again
+    to it by its handler, so an event moves no timer (one timer write per expiry, not one
+    per event)."""
+    if not current_us:
         timer.set(_ts(wanted_us))
-        return wanted_us
-    return current_us
+    return max(current_us, wanted_us)
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -317,9 +319,10 @@ class _ChannelMeta:
     duplicates: int = 0
     consumed: Counter | None = None  # agent id -> arrivals buffered (for the agent ledger)
     ended: int | None = None  # earliest `ended` time (µs)
-    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    expires: int = 0  # when the channel expires (µs), only ever later; its timer may fire earlier, then re-arms
     final: frozenset | None = None  # after emission: the channel's (source, id) pairs
     interaction: str | None = None  # the interaction key the channel was announced to
+    ids: set | None = None  # the (source, id) pairs in the event bag: only a known one can be a copy
 
 
 class SessionizeChannelFn(beam.DoFn):
@@ -362,13 +365,18 @@ class SessionizeChannelFn(beam.DoFn):
             m.consumed = Counter()
         if agent is not None:
             m.consumed[agent] += 1
-        if any(old == ev for old in events.read()):
+        if m.ids is None:
+            m.ids = set()
+        ident = (ev.source, ev.id)
+        if ident in m.ids and any(old == ev for old in events.read()):
             # An exact copy: dropped here. A copy with the same id but other content stays in
-            # the bag, and the core keeps the same one batch keeps.
+            # the bag, and the core keeps the same one batch keeps. The bag is read only for
+            # an id already in it: O(1) state reads per event, not the whole bag every time.
             m.duplicates += 1
             self.duplicates.inc()
             meta.write(m)
             return
+        m.ids.add(ident)
         events.add(ev)
         if m.interaction is None and ev.interaction_id is not None:
             m.interaction = ev.interaction_id
@@ -401,7 +409,8 @@ class SessionizeChannelFn(beam.DoFn):
     ):
         m = meta.read()
         if m is not None and fired.micros < m.expires:
-            return  # a firing superseded by a later reset
+            expiry.set(_ts(m.expires))  # activity since it was set: the expiry is later
+            return
         if m is None or m.final is not None:
             events.clear()
             meta.clear()  # the marker's horizon is over: forget the channel
@@ -468,7 +477,7 @@ class _AgentMeta:
     due: int | None = None  # a flush is wanted at this event time (µs): logout + grace
     cutoff: int | None = None  # presence before this time (µs) is final
     final: dict | None = None  # (source, id) -> time (µs) of emitted presence events
-    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    expires: int = 0  # when the agent expires (µs), only ever later; its timer may fire earlier, then re-arms
     collect: bool = False  # the expiry timer is the end of the horizon (forget the agent)
     waiting: bool = False  # the inactivity expiry fired while channel work was in flight
     held: dict | None = None  # agent_intervals rows not final yet: interval start (µs) -> values
@@ -609,7 +618,8 @@ class SessionizeAgentFn(beam.DoFn):
     ):
         m = meta.read()
         if m is not None and fired.micros < m.expires:
-            return  # a firing superseded by a later reset
+            expiry.set(_ts(m.expires))  # activity since it was set: the expiry is later
+            return
         if m is not None and not m.collect:
             if not _settled(m):  # channel work in flight: the Work that settles it re-arms
                 m.waiting = True
