@@ -41,6 +41,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import probes
+
 from schemas.outputs import CHANNEL_METRICS as METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,14 +141,19 @@ def _tee(stream, log, prefix: str, echo: bool) -> None:
             print(prefix + raw.decode("utf-8", errors="replace").rstrip(), flush=True)
 
 
-def measure(cmd: list[str], log_path: Path, interval: float, echo: bool = True) -> dict:
-    """Run ``cmd``; wall time, peak RSS (process tree sampled, and ru_maxrss), CPU time, exit code."""
+def measure(
+    cmd: list[str], log_path: Path, interval: float, echo: bool = True, cwd: Path = ROOT, env: dict | None = None
+) -> dict:
+    """Run ``cmd``; wall time, peak RSS (process tree sampled, and ru_maxrss), CPU time (user and
+    system), minor and major page faults (the process and every descendant it reaped), the
+    load average before it started, and the exit code."""
     import psutil
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    load = round(os.getloadavg()[0], 2)
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         reader = threading.Thread(target=_tee, args=(proc.stdout, log, "      | ", echo), daemon=True)
         reader.start()
         root = psutil.Process(proc.pid)
@@ -181,31 +188,53 @@ def measure(cmd: list[str], log_path: Path, interval: float, echo: bool = True) 
         "processes_at_peak": peak_procs,
         "max_single_process_rss_bytes": maxrss,
         "cpu_seconds": round(cpu, 2),
+        "user_seconds": round(usage.ru_utime, 2),
+        "system_seconds": round(usage.ru_stime, 2),
+        "minor_faults": usage.ru_minflt,
+        "major_faults": usage.ru_majflt,
+        "load_average_before": load,
         "cores_used": round(cpu / wall, 2) if wall else None,
         "rss_samples": samples,
         "log": str(log_path.relative_to(ROOT)),
     }
 
 
+#: Figures of a run whose median over the runs is reported next to the best run's.
+MEDIANS = ("wall_seconds", "cpu_seconds", "system_seconds", "minor_faults", "load_average_before")
+
+
 def _best(runs: list[dict]) -> dict:
-    """Best-of-N: the fastest run, with the highest peak RSS seen over all runs."""
+    """Best-of-N: the fastest run, with the highest peak RSS seen over all runs, and the median
+    of each of :data:`MEDIANS` over the runs (``<name>_median``)."""
     best = dict(min(runs, key=lambda r: r["wall_seconds"]))
     best["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
-    best["wall_seconds_median"] = round(statistics.median(r["wall_seconds"] for r in runs), 3)
+    for name in MEDIANS:
+        best[f"{name}_median"] = round(statistics.median(r[name] for r in runs), 3)
     return best
 
 
 # --- the two jobs ---------------------------------------------------------------------------
 
 
-def run_vccflow(data: Path, args, i: int) -> dict:
-    out = OUT / "vccflow"
+def code_env(code: Path) -> dict:
+    """The environment that runs vccflow from the checkout ``code``: first on the path, so that
+    every process of the job (the command, its worker zygote, the validation workers) imports
+    that checkout's modules, whatever checkout the virtualenv was installed from."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_vccflow(data: Path, args, i: int, code: Path = ROOT, name: str = "vccflow") -> dict:
+    out = OUT / name
     if out.exists():
         shutil.rmtree(out)  # a fresh output each time (a re-run would also remove the previous one)
     cmd = [str(BIN / "vccflow"), "batch", "--input", str(data / "notifications-*.jsonl"), "--output", str(out)]
     cmd += args.vccflow_arg
-    say(f"[2/5] vccflow batch (run {i + 1}/{args.runs}): {' '.join(cmd[1:])}")
-    result = measure(cmd, OUT / "logs" / f"vccflow-{i + 1}.log", args.sample_interval, echo=not args.quiet)
+    which = "" if code == ROOT else f" from {code}"
+    say(f"[2/5] vccflow batch{which} (run {i + 1}/{args.runs}): {' '.join(cmd[1:])}")
+    log = OUT / "logs" / f"{name}-{i + 1}.log"
+    result = measure(cmd, log, args.sample_interval, echo=not args.quiet, cwd=code, env=code_env(code))
     report_path = out / "_run_report.json"
     if result["exit_code"] == 0 and report_path.exists():
         report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -221,7 +250,7 @@ def run_vccflow(data: Path, args, i: int) -> dict:
             "validation_summary": validation.get("summary"),
             "job_wall_seconds": report.get("wall_seconds"),
         }
-    _print_job("vccflow", result)
+    _print_job(name, result)
     return result
 
 
@@ -243,8 +272,10 @@ def run_duckdb(data: Path, args, i: int) -> dict:
 def _print_job(name: str, r: dict) -> None:
     status = "ok" if r["exit_code"] == 0 else f"FAILED (exit {r['exit_code']}, log {r['log']})"
     say(
-        f"      {name}: {status}, {r['wall_seconds']:.1f}s wall, peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB, "
-        f"{r['cpu_seconds']:.1f}s CPU ({r['cores_used']} cores)"
+        f"      {name}: {status}, {r['wall_seconds']:.1f}s wall, peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB "
+        f"(summed over its processes), {r['cpu_seconds']:.1f}s CPU ({r['user_seconds']:.1f} user, "
+        f"{r['system_seconds']:.1f} system; {r['cores_used']} cores), {r['minor_faults']:,} minor faults, "
+        f"load average {r['load_average_before']} before"
     )
 
 
@@ -476,6 +507,13 @@ def effective_cores(n: int = 8_000_000) -> float:
     return round(min(cores, cores * one / timed(cores)), 2)
 
 
+def probe_snapshot() -> dict:
+    """:func:`probes.snapshot` in a process of its own (its memory probe must not raise this
+    process's peak RSS, which the jobs started later would inherit in their ``ru_maxrss``)."""
+    done = subprocess.run([sys.executable, str(BENCH / "probes.py")], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
 def machine() -> dict:
     import psutil
 
@@ -494,6 +532,8 @@ def machine() -> dict:
         "cpu_model": model or platform.processor() or platform.machine(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "effective_cores_at_start": effective_cores(),
+        "cpu": probes.cpu_details(),
+        "kernel": probes.kernel_settings(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
@@ -524,37 +564,62 @@ def versions() -> dict:
 def print_table(results: dict) -> None:
     lines = results["dataset"]["lines"]
     v, d = results["vccflow"], results["duckdb"]
+    base = results.get("baseline")
     m = results["machine"]
     mib = 2**20
     say("")
     say(
         f"machine: {m['cores']} cores ({m['physical_cores']} physical), {m['ram_bytes'] / 2**30:.1f} GiB RAM, "
-        f"{m['cpu_model']}"
+        f"{m['cpu_model']}, {m.get('cpu', {}).get('cache size', '?')} cache; kernel "
+        f"{' '.join(m.get('kernel', {}).get('cmdline') or []) or '-'}"
     )
     say(
         f"shared machine: load average {m['load_average_at_start'][0]} at start, {m['load_average_at_end'][0]} at "
         f"the end; cores this benchmark could get: {m['effective_cores_at_start']} at start, "
         f"{m['effective_cores_at_end']} at the end"
     )
+    for when in ("start", "end"):
+        probe = m.get(f"probes_at_{when}")
+        if probe:
+            faults = probe.get("fault_cost") or {}
+            say(
+                f"probes at {when}: busy loop {probe['spin_cpu_seconds']} CPU-s, memory copy "
+                f"{probe['memory_copy_cpu_seconds']} CPU-s, page fault {faults.get('recycled_us')} us "
+                f"(recycled memory) / {faults.get('after_idle_us')} us (after {faults.get('idle_seconds')} s idle)"
+            )
     say(f"data: {lines:,} lines ({results['dataset']['bytes'] / mib:,.0f} MiB) in {results['dataset']['files']} files")
-    if len(v["runs"]) > 1:
-        say(f"best of {len(v['runs'])} runs (wall); peak RSS: the highest of the runs")
-    header = f"{'':<16}{'lines':>12}{'events/s':>12}{'wall s':>10}{'peak RSS MiB':>14}{'CPU s':>9}{'cores':>7}"
+    runs = len(v["runs"])
+    if runs > 1:
+        say(f"medians of {runs} interleaved runs; peak RSS (summed over each job's processes): the highest of the runs")
+    header = (
+        f"{'':<18}{'lines':>11}{'events/s':>10}{'wall s':>8}{'CPU s':>8}{'user s':>8}{'sys s':>7}"
+        f"{'minor faults':>14}{'peak RSS MiB':>14}{'load':>6}"
+    )
     say(header)
     say("-" * len(header))
-    for name, r in (("vccflow batch", v), ("DuckDB SQL", d)):
-        eps = f"{lines / r['wall_seconds']:,.0f}" if r["wall_seconds"] else "-"
+    jobs = [("vccflow batch", v), *((("vccflow baseline", base),) if base else ()), ("DuckDB SQL", d)]
+    for name, r in jobs:
+        wall = r["wall_seconds_median"]
+        eps = f"{lines / wall:,.0f}" if wall else "-"
+        user = statistics.median(x["user_seconds"] for x in r["runs"])
         say(
-            f"{name:<16}{lines:>12,}{eps:>12}{r['wall_seconds']:>10.1f}{r['peak_rss_bytes'] / mib:>14,.0f}"
-            f"{r['cpu_seconds']:>9.1f}{r['cores_used']:>7}"
+            f"{name:<18}{lines:>11,}{eps:>10}{wall:>8.1f}{r['cpu_seconds_median']:>8.1f}{user:>8.1f}"
+            f"{r['system_seconds_median']:>7.1f}{r['minor_faults_median']:>14,.0f}{r['peak_rss_bytes'] / mib:>14,.0f}"
+            f"{r['load_average_before_median']:>6.2f}"
         )
     ratio = results["ratio_vccflow_over_duckdb"]
-    runs = len(v["runs"])
-    medians = f" (medians of {runs} runs: {ratio['wall_median']:.2f}x)" if runs > 1 else ""
     say(
-        f"ratio vccflow/DuckDB: wall {ratio['wall']:.2f}x{medians}, peak RSS {ratio['peak_rss']:.2f}x, "
-        f"CPU time {ratio['cpu']:.2f}x"
+        f"ratio vccflow/DuckDB (medians): wall {ratio['wall_median']:.2f}x, CPU time {ratio['cpu_median']:.2f}x, "
+        f"peak RSS {ratio['peak_rss']:.2f}x; best runs: wall {ratio['wall']:.2f}x, CPU {ratio['cpu']:.2f}x"
     )
+    if base:
+        ab = results["ratio_vccflow_over_baseline"]
+        say(
+            f"vccflow / baseline ({results['baseline_code']}), medians: wall {ab['wall_median']:.3f}, "
+            f"CPU {ab['cpu_median']:.3f}, minor faults {ab['minor_faults_median']:.3f}, "
+            f"system time {ab['system_median']:.3f}; baseline/DuckDB: wall {ab['baseline_wall_over_duckdb']:.2f}x, "
+            f"CPU {ab['baseline_cpu_over_duckdb']:.2f}x"
+        )
     s = results["streaming"]
     if s.get("measured"):
         say(
@@ -607,6 +672,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=300,
         help="seconds the replay's watermark trails the newest event time (default 300)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also run vccflow batch from this other checkout (e.g. /work/main), interleaved with this one's "
+        "runs, and report the two side by side (an A/B on the same data, machine and load)",
+    )
+    parser.add_argument(
+        "--no-probes", action="store_true", help="skip the machine probes (busy loop, memory copy, page-fault cost)"
+    )
     parser.add_argument("--sample-interval", type=float, default=0.1, help="RSS sampling period in s (default 0.1)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the jobs' own output")
     parser.add_argument("--stream-replay-worker", metavar="GLOB", help=argparse.SUPPRESS)
@@ -629,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     info_machine = machine()
+    if not args.no_probes:
+        info_machine["probes_at_start"] = probe_snapshot()
     plan = plan_dataset(args.lines, args.seed, args.files)
     data, info = ensure_dataset(plan, args.regenerate)
     counts = info["counts"]
@@ -638,11 +714,16 @@ def main(argv: list[str] | None = None) -> int:
         f"({counts['late_deliveries']:,} delivered hours late)"
     )
 
-    vruns, druns = [], []
+    vruns, druns, bruns = [], [], []
+    baseline = Path(args.baseline).resolve() if args.baseline else None
     for i in range(args.runs):
-        vruns.append(run_vccflow(data, args, i))
+        # with a baseline, the two checkouts take turns at going first (the page cache, the load)
+        order = [(ROOT, "vccflow", vruns), (baseline, "baseline", bruns)] if baseline else [(ROOT, "vccflow", vruns)]
+        for code, name, runs in order if i % 2 == 0 else order[::-1]:
+            runs.append(run_vccflow(data, args, i, code, name))
         druns.append(run_duckdb(data, args, i))
-    failed = [name for name, runs in (("vccflow", vruns), ("duckdb", druns)) if any(r["exit_code"] for r in runs)]
+    jobs = (("vccflow", vruns), ("duckdb", druns), ("baseline", bruns))
+    failed = [name for name, runs in jobs if any(r["exit_code"] for r in runs)]
 
     if failed:
         agreement = {"agree": False, "error": f"{', '.join(failed)} failed: nothing to compare"}
@@ -660,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         r["events_per_second"] = round(lines / r["wall_seconds"]) if r["wall_seconds"] else None
     info_machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     info_machine["effective_cores_at_end"] = effective_cores()
+    if not args.no_probes:
+        info_machine["probes_at_end"] = probe_snapshot()
     results = {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -681,10 +764,23 @@ def main(argv: list[str] | None = None) -> int:
             "wall_median": round(v["wall_seconds_median"] / d["wall_seconds_median"], 3),
             "peak_rss": round(v["peak_rss_bytes"] / d["peak_rss_bytes"], 3),
             "cpu": round(v["cpu_seconds"] / d["cpu_seconds"], 3),
+            "cpu_median": round(v["cpu_seconds_median"] / d["cpu_seconds_median"], 3),
         },
         "agreement": agreement,
         "streaming": streaming,
     }
+    if bruns:
+        b = _best(bruns)
+        results["baseline_code"] = str(baseline)
+        results["baseline"] = {**b, "runs": bruns}
+        results["ratio_vccflow_over_baseline"] = {
+            "wall_median": round(v["wall_seconds_median"] / b["wall_seconds_median"], 3),
+            "cpu_median": round(v["cpu_seconds_median"] / b["cpu_seconds_median"], 3),
+            "minor_faults_median": round(v["minor_faults_median"] / max(b["minor_faults_median"], 1), 3),
+            "system_median": round(v["system_seconds_median"] / max(b["system_seconds_median"], 0.01), 3),
+            "baseline_wall_over_duckdb": round(b["wall_seconds_median"] / d["wall_seconds_median"], 3),
+            "baseline_cpu_over_duckdb": round(b["cpu_seconds_median"] / d["cpu_seconds_median"], 3),
+        }
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print_table(results)
     say(f"results: {(OUT / 'results.json').relative_to(ROOT)}")
