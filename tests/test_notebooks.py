@@ -28,7 +28,12 @@ ABSOLUTE_PATH = re.compile(
 
 
 def test_the_notebooks_exist():
-    assert {"channel_analytics.ipynb", "agent_analytics.ipynb"} <= {p.name for p in NOTEBOOKS}
+    assert {
+        "channel_analytics.ipynb",
+        "agent_analytics.ipynb",
+        "contact_analytics.ipynb",
+        "interval_dashboard.ipynb",
+    } <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
