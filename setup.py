@@ -20,6 +20,9 @@ setup(
         "great-expectations>=1.24,<1.25",
         "orjson>=3.10,<4",
         "msgspec>=0.22,<0.23",
+        "aiohttp>=3.14,<4",
+        "PyJWT>=2.15,<3",
+        "uvloop>=0.23,<1; sys_platform != 'win32'",
     ],
     extras_require={
         "test": [

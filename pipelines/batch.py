@@ -3,9 +3,10 @@
     vccflow batch --input 'archive/2024-03-*.jsonl.gz' --output out/
 
 Reads every file matching the ``--input`` globs (local or ``gs://``, plain or ``.gz``),
-parses and deduplicates the notifications, sessionizes channels and agents with the pure
-cores, and writes ``channel_sessions``, ``channel_segments``, ``agent_presence``,
-``agent_sessions`` and ``dead_letter`` as hive-partitioned Parquet under ``--output``, then
+parses and deduplicates the notifications, sessionizes channels, agents and interactions
+with the pure cores, and writes ``channel_sessions``, ``channel_segments``,
+``agent_presence``, ``agent_sessions``, ``interactions``, ``agent_intervals``,
+``service_intervals`` and ``dead_letter`` as hive-partitioned Parquet under ``--output``, then
 validates them with Great Expectations and writes ``_run_report.json``. Arguments it does
 not know are Beam pipeline options (``--runner DataflowRunner --project ...``); without
 ``--runner`` the job runs on Beam's FnApiRunner (the DirectRunner's engine), in-process for
@@ -27,12 +28,21 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
+from pipelines.options import add_interval_options
 from pipelines.worker import flag_given, worker_processes, zygote_for
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
+from transforms.intervals import DEFAULT_INTERVAL_MINUTES, DEFAULT_SHORT_ABANDON_SECONDS, interval_ms
 from transforms.io import ReadNotifications, expand_patterns, total_size
 from transforms.parquet import RowBatch, WriteTables, utc_date
-from transforms.sessionize import SessionizeAgents, SessionizeChannels, dead_letter_rows
+from transforms.sessionize import (
+    SERVICE,
+    ServiceIntervals,
+    SessionizeAgents,
+    SessionizeChannels,
+    SessionizeInteractions,
+    dead_letter_rows,
+)
 from transforms.validation import ValidationWorkers, format_verdict, validate_output
 
 log = logging.getLogger(__name__)
@@ -75,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=MAX_EVENT_BYTES,
         help=f"notifications larger than this become 'oversized' dead letters, default {MAX_EVENT_BYTES}",
     )
+    add_interval_options(parser)
     return parser
 
 
@@ -86,23 +97,38 @@ def sum_dicts(dicts) -> dict:
     return dict(total)
 
 
-def build_pipeline(p: beam.Pipeline, paths: list[str], staging: str, shards: int, max_bytes: int) -> None:
-    """The batch graph: read, sessionize channels then agents, write every table and a
-    statistics file ``_stats.json`` under ``staging``."""
+def build_pipeline(
+    p: beam.Pipeline,
+    paths: list[str],
+    staging: str,
+    shards: int,
+    max_bytes: int,
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
+    short_abandon_seconds: int = DEFAULT_SHORT_ABANDON_SECONDS,
+) -> None:
+    """The batch graph: read, sessionize channels then agents and interactions, aggregate the
+    service intervals, write every table and a statistics file ``_stats.json`` under ``staging``."""
+    step = interval_ms(interval_minutes)
     # Read spreads the files over the workers itself: Create's own reshuffle would be a second one
     read = p | "InputFiles" >> beam.Create(paths, reshuffle=False) | "Read" >> ReadNotifications(shards, max_bytes)
-    channels = read.channel | "Channels" >> SessionizeChannels(shards)
-    agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents()
+    channels = read.channel | "Channels" >> SessionizeChannels(shards, step)
+    agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents(step)
+    interactions = channels.interaction_work | "Interactions" >> SessionizeInteractions(
+        step, short_abandon_seconds * 1000
+    )
+    service = (channels[SERVICE], interactions[SERVICE]) | "Service" >> ServiceIntervals(step)
     dead = read.dead | "DeadLetterRows" >> beam.Map(dead_letter_rows).with_output_types(RowBatch)
     # each writer is fused with the step producing its rows: row batches are never encoded
     written = [
         channels.rows | "WriteChannelTables" >> WriteTables(staging),
         agents.rows | "WriteAgentTables" >> WriteTables(staging),
+        service | "WriteServiceIntervals" >> WriteTables(staging),
+        interactions.rows | "WriteInteractionTables" >> WriteTables(staging),
         dead | "WriteDeadLetters" >> WriteTables(staging),
     ]
     stats_path = beam.io.filesystems.FileSystems.join(staging, "_stats.json")
     (
-        (read.stats, channels.stats, agents.stats, *written)
+        (read.stats, channels.stats, agents.stats, interactions.stats, *written)
         | "AllStats" >> beam.Flatten()
         | "SumStats" >> beam.CombineGlobally(sum_dicts)
         | "WriteStats" >> beam.Map(lambda stats: outputs.write_json(stats_path, stats))
@@ -178,6 +204,7 @@ def build_report(stats: dict, paths: list[str], run_id: str, started: float, ver
         "accounting_closes": lines == valid + dups + sum(dead.values()) + blank,
         "channels": stats.get("channels", 0),
         "agents": stats.get("agents", 0),
+        "interactions": stats.get("interactions", 0),
         "rows": {t: stats.get(f"rows.{t}", 0) for t in TABLES},
         "validation": _relocated(verdict.as_dict(), staging, root) if verdict is not None else None,
     }
@@ -223,10 +250,38 @@ def summary_text(report: dict, root: str) -> str:
             f"  completed agent channels {handled.num_rows}: mean handle {mean('handle_ms'):.1f}s, "
             f"mean talk {mean('talk_ms'):.1f}s, {100 * held / handled.num_rows:.0f}% with a hold"
         )
+    out.extend(_interactions_line(root))
     v = report.get("validation")
     if v is not None:
         out.append(f"  validation: {'passed' if v['success'] else 'FAILED'} ({v['summary']})")
     return "\n".join(out)
+
+
+def _interactions_line(root: str) -> list[str]:
+    """The headline contact numbers: answered, speed of answer, abandons by stage, transfers."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    contacts = ds.dataset(
+        beam.io.filesystems.FileSystems.join(root, "interactions"), format="parquet", partitioning="hive"
+    ).to_table(columns=["direction", "outcome", "time_to_answer_ms", "transfers"])
+    if not contacts.num_rows:
+        return []
+    directions = Counter(contacts["direction"].to_pylist())
+    line = f"  interactions {contacts.num_rows} ({', '.join(f'{d} {n}' for d, n in sorted(directions.items()))})"
+    inbound = contacts.filter(pc.equal(contacts["direction"], "inbound"))
+    if inbound.num_rows:
+        outcomes = Counter(inbound["outcome"].to_pylist())
+        pct = lambda n: f"{100 * n / inbound.num_rows:.1f}%"  # noqa: E731
+        answered = inbound.filter(pc.equal(inbound["outcome"], "answered"))
+        speed = pc.mean(answered["time_to_answer_ms"]).as_py() if answered.num_rows else None
+        stages = ("before_offer", "while_alerting", "after_offer")
+        line += f": answered {pct(answered.num_rows)}" + (
+            f", mean speed of answer {speed / 1000:.1f}s" if speed is not None else ""
+        )
+        line += f", abandoned {pct(sum(outcomes[f'abandoned_{s}'] for s in stages))} ("
+        line += ", ".join(f"{s.replace('_', ' ')} {pct(outcomes[f'abandoned_{s}'])}" for s in stages) + ")"
+    return [f"{line}; transfers {pc.sum(contacts['transfers']).as_py()}"]
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -246,7 +301,15 @@ def run(argv: list[str] | None = None) -> int:
         # validation workers (forked; the first imports GX while the pipeline runs)
         zygote = zygote_for(beam_args, input_bytes)
         with zygote or nullcontext(), make_pipeline(beam_args, input_bytes, zygote and zygote.command) as p:
-            build_pipeline(p, paths, staging, known.shards, known.max_event_bytes)
+            build_pipeline(
+                p,
+                paths,
+                staging,
+                known.shards,
+                known.max_event_bytes,
+                known.interval_minutes,
+                known.short_abandon_seconds,
+            )
             validators = ValidationWorkers()
         stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))
         outputs.fill_empty_tables(

@@ -18,6 +18,7 @@ COMMANDS = {
     "batch": ("pipelines.batch", "sessionize archived notification files into validated Parquet"),
     "stream": ("pipelines.stream", "sessionize notifications from Pub/Sub into Parquet files, continuously"),
     "publish": ("pipelines.publish", "replay notification files into a Pub/Sub topic"),
+    "receive": ("pipelines.receive", "receive VCC webhooks over HTTP, verified, into Pub/Sub or hourly files"),
     "generate": ("pipelines.generate", "write realistic synthetic VCC traffic and its ground truth"),
     "validate": ("pipelines.validate", "validate an existing output folder with Great Expectations"),
 }

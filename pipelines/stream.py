@@ -33,6 +33,7 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import ReadFromPubSub
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
+from pipelines.options import add_interval_options, positive_int
 from pipelines.outputs import OutputError
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
@@ -59,13 +60,6 @@ EXAMPLES = """examples:
 """
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vccflow stream",
@@ -88,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--window-seconds",
         "--window_seconds",
-        type=_positive,
+        type=positive_int,
         default=60,
         metavar="N",
         help="one file per table, partition and N-second window of rows becoming final (default 60)",
@@ -96,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grace-seconds",
         "--grace_seconds",
-        type=_positive,
+        type=positive_int,
         default=60,
         metavar="N",
         help="a channel is final N seconds of event time after its `ended`; later events are dead "
@@ -105,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--expire-after-seconds",
         "--expire_after_seconds",
-        type=_positive,
+        type=positive_int,
         default=4 * 3600,
         metavar="N",
         help="a channel or agent without activity for N seconds is emitted as it is (incomplete) "
@@ -114,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dedup-horizon-seconds",
         "--dedup_horizon_seconds",
-        type=_positive,
+        type=positive_int,
         default=86400,
         metavar="N",
         help="after emission, notification ids are remembered N seconds (duplicates dropped, "
@@ -130,11 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-event-bytes",
         "--max_event_bytes",
-        type=_positive,
+        type=positive_int,
         default=MAX_EVENT_BYTES,
         metavar="N",
         help=f"messages larger than this become 'oversized' dead letters (default {MAX_EVENT_BYTES})",
     )
+    add_interval_options(parser, underscore_aliases=True)
     return parser
 
 
@@ -144,6 +139,8 @@ def settings_of(known: argparse.Namespace) -> StreamSettings:
         expire_after_seconds=known.expire_after_seconds,
         dedup_horizon_seconds=known.dedup_horizon_seconds,
         max_event_bytes=known.max_event_bytes,
+        interval_minutes=known.interval_minutes,
+        short_abandon_seconds=known.short_abandon_seconds,
     )
 
 

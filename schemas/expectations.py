@@ -32,6 +32,7 @@ Great Expectations is imported lazily, offline (:func:`import_gx`), never at mod
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import os
 from collections.abc import Callable
@@ -45,10 +46,14 @@ import pyarrow as pa
 
 from schemas.lazyimport import lazily
 from schemas.outputs import (
+    ABANDONED_OUTCOMES,
     CHANNEL_STATES,
+    DIRECTIONS,
     ERROR_CODES,
+    OUTCOMES,
     PARTITION_COLUMN,
     PARTITION_SOURCE,
+    SERVICE_THRESHOLDS,
     TABLES,
     TS,
     dataset_schema,
@@ -63,6 +68,9 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
     "channel_segments": ("channel_id", "seq"),
     "agent_presence": ("agent_id", "start_at"),
     "agent_sessions": ("session_id",),
+    "interactions": ("interaction_id",),
+    "agent_intervals": ("agent_id", "interval_start"),
+    "service_intervals": ("interval_start",),
     "dead_letter": ("origin",),
 }
 
@@ -173,6 +181,36 @@ def _end_minus_start_ms(df: pd.DataFrame) -> pd.Series:
     return _floor_ms(df["end_at"]) - _floor_ms(df["start_at"])
 
 
+def _interval_length_ms(df: pd.DataFrame) -> pd.Series:
+    return _floor_ms(df["interval_end"]) - _floor_ms(df["interval_start"])
+
+
+def _on_grid(df: pd.DataFrame) -> pd.Series:
+    """``interval_start`` is a multiple of the interval length (the grid is aligned on UTC)."""
+    length = df["_interval_length_ms"]
+    return (
+        _missing(df, "interval_start", "_interval_length_ms")
+        | (length <= 0)
+        | (_floor_ms(df["interval_start"]) % length.where(length > 0, 1) == 0)
+    )
+
+
+def _product_of(a: str, b: str) -> _Compute:
+    def product(df: pd.DataFrame) -> pd.Series:
+        return df[a] * df[b]
+
+    return product
+
+
+def _minus_started_ms(column: str) -> _Helper:
+    """``column // 1 ms - started_at // 1 ms``, NA where ``column`` is null."""
+    return (
+        f"_{column.removesuffix('_at')}_minus_started_ms",
+        f"{column} // 1 ms - started_at // 1 ms (floored per endpoint), NA where {column} is null",
+        lambda df: _floor_ms(df[column]) - _floor_ms(df["started_at"]),
+    )
+
+
 def _channel_max_seq(df: pd.DataFrame) -> pd.Series:
     return df.groupby("channel_id", sort=False)["seq"].transform("max")
 
@@ -270,6 +308,19 @@ def _if_complete(column: str, null: bool) -> Rule:
     )
 
 
+#: The outcomes each direction can have.
+_OUTCOMES_OF = {
+    "inbound": ("answered", *ABANDONED_OUTCOMES, "in_progress"),
+    "outbound": ("connected", "failed", "in_progress"),
+    "internal": ("internal",),
+}
+
+
+def _outcome_fits_direction(df: pd.DataFrame) -> pd.Series:
+    fits = [_is_true(df["direction"] == d) & _is_true(df["outcome"].isin(o)) for d, o in _OUTCOMES_OF.items()]
+    return functools.reduce(operator.or_, fits)
+
+
 def _in_states(column: str) -> Rule:
     """``column`` is one of ``CHANNEL_STATES`` where present."""
     return Rule(
@@ -280,6 +331,22 @@ def _in_states(column: str) -> Rule:
     )
 
 
+def _zero_where_none(column: str, count: str) -> Rule:
+    """``column == 0`` where ``count == 0`` (a sum or maximum over no item)."""
+    return Rule(
+        f"_{column}_zero_without_{count}",
+        f"{column} == 0 where {count} == 0",
+        (column, count),
+        lambda df: ~_is_true(df[count] == 0) | df[column].isna() | (df[column] == 0),
+    )
+
+
+_ON_GRID = Rule(
+    "_interval_start_on_grid",
+    "interval_start // 1 ms is a multiple of _interval_length_ms (the grid is aligned on UTC)",
+    ("interval_start", "_interval_length_ms"),
+    _on_grid,
+)
 _LIFECYCLE = ("alerted_at", "connected_at", "disconnected_at", "wrap_started_at", "ended_at")
 _PHASES = ("hold", "park", "interruption")
 _DURATION_MATCHES = _equals("duration_ms", "_end_minus_start_ms")
@@ -292,6 +359,29 @@ _TALK_HOLD_WRAP: _Helper = (
     "_talk_hold_wrap_ms",
     "talk_ms + hold_ms + wrap_ms",
     _sum_of("talk_ms", "hold_ms", "wrap_ms"),
+)
+_PRESENCE_SUM: _Helper = (
+    "_presence_sum_ms",
+    "ready_ms + away_ms + extended_away_ms + other_presence_ms",
+    _sum_of("ready_ms", "away_ms", "extended_away_ms", "other_presence_ms"),
+)
+_INTERVAL_LENGTH: _Helper = (
+    "_interval_length_ms",
+    "interval_end // 1 ms - interval_start // 1 ms",
+    _interval_length_ms,
+)
+#: ``--interval-minutes`` choices, in ms (schemas does not import the transforms).
+INTERVAL_LENGTHS_MS = (15 * 60_000, 30 * 60_000, 60 * 60_000)
+#: agent_intervals durations that cannot exceed the interval: one presence, one wall clock at a time.
+_ONE_AT_A_TIME = (
+    "logged_in_ms",
+    "ready_ms",
+    "away_ms",
+    "extended_away_ms",
+    "other_presence_ms",
+    "busy_ms",
+    "idle_ms",
+    "_idle_plus_busy_ms",
 )
 
 _HELPERS: dict[str, tuple[_Helper, ...]] = {
@@ -308,13 +398,40 @@ _HELPERS: dict[str, tuple[_Helper, ...]] = {
         ("_channel_max_seq", "largest seq of the row's channel_id", _channel_max_seq),
     ),
     "agent_presence": (_END_MINUS_START,),
-    "agent_sessions": (
+    "agent_sessions": (_PRESENCE_SUM, _TALK_HOLD_WRAP),
+    "agent_intervals": (
+        _INTERVAL_LENGTH,
+        _PRESENCE_SUM,
         (
-            "_presence_sum_ms",
-            "ready_ms + away_ms + extended_away_ms + other_presence_ms",
-            _sum_of("ready_ms", "away_ms", "extended_away_ms", "other_presence_ms"),
+            "_active_sum_ms",
+            "talk_ms + hold_ms + park_ms + interruption_ms + wrap_ms",
+            _sum_of("talk_ms", "hold_ms", "park_ms", "interruption_ms", "wrap_ms"),
         ),
+        ("_idle_plus_busy_ms", "idle_ms + busy_ms", _sum_of("idle_ms", "busy_ms")),
+        (
+            "_max_concurrency_times_busy_ms",
+            "max_concurrency * busy_ms",
+            _product_of("max_concurrency", "busy_ms"),
+        ),
+    ),
+    "service_intervals": (
+        _INTERVAL_LENGTH,
+        (
+            "_answered_abandoned_in_progress",
+            "answered + abandoned + in_progress",
+            _sum_of("answered", "abandoned", "in_progress"),
+        ),
+    ),
+    "interactions": (
+        _minus_started_ms("ended_at"),
+        _minus_started_ms("answered_at"),
+        _minus_started_ms("first_offered_at"),
         _TALK_HOLD_WRAP,
+        (
+            "_blind_plus_warm_transfers",
+            "blind_transfers + warm_transfers",
+            _sum_of("blind_transfers", "warm_transfers"),
+        ),
     ),
     "dead_letter": (),
 }
@@ -352,6 +469,58 @@ _TABLE_RULES: dict[str, tuple[Rule, ...]] = {
     "agent_sessions": (
         _ordered("logout_at", "login_at"),
         _is_open_iff_null("logout_at"),
+    ),
+    "agent_intervals": (
+        _ON_GRID,
+        Rule(
+            "_max_concurrency_zero_iff_not_busy",
+            "max_concurrency > 0 exactly where busy_ms > 0",
+            ("max_concurrency", "busy_ms"),
+            lambda df: (
+                _missing(df, "max_concurrency", "busy_ms") | ((df["max_concurrency"] > 0) == (df["busy_ms"] > 0))
+            ),
+        ),
+        _zero_where_none("handle_ms_of_handled", "handled"),
+    ),
+    "service_intervals": (
+        _ON_GRID,
+        _zero_where_none("sum_time_to_answer_ms", "answered"),
+        _zero_where_none("max_time_to_answer_ms", "answered"),
+        _zero_where_none("sum_abandon_ms", "abandoned"),
+        _zero_where_none("handle_ms_of_handled", "handled"),
+    ),
+    "interactions": (
+        *(_ordered(later, "started_at") for later in ("ended_at", "first_offered_at", "answered_at")),
+        _equals("duration_ms", "_ended_minus_started_ms"),
+        _equals("time_to_answer_ms", "_answered_minus_started_ms"),
+        _equals("wait_before_offer_ms", "_first_offered_minus_started_ms"),
+        _null_iff_open("duration_ms", "ended_at"),
+        _null_iff_open("time_to_answer_ms", "answered_at"),
+        _null_iff_open("wait_before_offer_ms", "first_offered_at"),
+        Rule(
+            "_is_complete_iff_ended_at",
+            "is_complete is true exactly when ended_at is present",
+            ("is_complete", "ended_at"),
+            lambda df: df["is_complete"] == df["ended_at"].notna(),
+        ),
+        Rule(
+            "_outcome_fits_direction",
+            "outcome is one of the direction's: " + "; ".join(f"{d}: {', '.join(o)}" for d, o in _OUTCOMES_OF.items()),
+            ("direction", "outcome"),
+            _outcome_fits_direction,
+        ),
+        Rule(
+            "_abandon_ms_iff_abandoned",
+            f"abandon_ms is present exactly when outcome is one of {', '.join(ABANDONED_OUTCOMES)}",
+            ("abandon_ms", "outcome"),
+            lambda df: df["abandon_ms"].notna() == _is_true(df["outcome"].isin(ABANDONED_OUTCOMES)),
+        ),
+        Rule(
+            "_answered_at_iff_answered",
+            "answered_at is present exactly when outcome is answered or connected",
+            ("answered_at", "outcome"),
+            lambda df: df["answered_at"].notna() == _is_true(df["outcome"].isin(("answered", "connected"))),
+        ),
     ),
     "dead_letter": (),
 }
@@ -463,6 +632,64 @@ def _agent_sessions_builtins(E: Any, Column: Any) -> list:
     ]
 
 
+def _interval_builtins(E: Any, key: list[str]) -> list:
+    """Rows unique per ``key``; one interval length for the whole table, one of the grid's."""
+    return [
+        E.ExpectCompoundColumnsToBeUnique(column_list=key)
+        if len(key) > 1
+        else E.ExpectColumnValuesToBeUnique(column=key[0]),
+        E.ExpectColumnValuesToBeInSet(column="_interval_length_ms", value_set=list(INTERVAL_LENGTHS_MS)),
+        E.ExpectColumnUniqueValueCountToBeBetween(column="_interval_length_ms", min_value=0, max_value=1),
+    ]
+
+
+def _agent_intervals_builtins(E: Any, Column: Any) -> list:
+    return [
+        *_interval_builtins(E, ["agent_id", "interval_start"]),
+        *(_at_least(E, "_interval_length_ms", column) for column in _ONE_AT_A_TIME),
+        _equal(E, "logged_in_ms", "_presence_sum_ms"),
+        _equal(E, "active_channel_ms", "_active_sum_ms"),
+        _at_least(E, "active_channel_ms", "busy_ms"),
+        _at_least(E, "_max_concurrency_times_busy_ms", "active_channel_ms"),
+        # every millisecond of channel work is logged-in time, known or inferred as agent_sessions does
+        _at_least(E, "logged_in_ms", "_idle_plus_busy_ms"),
+        _at_least(E, "ready_ms", "idle_ms"),
+    ]
+
+
+def _service_intervals_builtins(E: Any, Column: Any) -> list:
+    within = [
+        _at_least(E, f"{kind}_within_{b}s", f"{kind}_within_{a}s")
+        for kind in ("answered", "abandoned")
+        for a, b in itertools.pairwise(SERVICE_THRESHOLDS)
+    ]
+    return [
+        *_interval_builtins(E, ["interval_start"]),
+        *within,
+        _at_least(E, "answered", f"answered_within_{SERVICE_THRESHOLDS[-1]}s"),
+        _at_least(E, "abandoned", f"abandoned_within_{SERVICE_THRESHOLDS[-1]}s"),
+        _at_least(E, "abandoned", "short_abandoned"),
+        _equal(E, "inbound", "_answered_abandoned_in_progress"),
+        _at_least(E, "outbound", "outbound_connected"),
+        _at_least(E, "sum_time_to_answer_ms", "max_time_to_answer_ms"),
+    ]
+
+
+def _interactions_builtins(E: Any, Column: Any) -> list:
+    return [
+        E.ExpectColumnValuesToBeUnique(column="interaction_id"),
+        E.ExpectColumnValuesToBeInSet(column="direction", value_set=list(DIRECTIONS)),
+        E.ExpectColumnValuesToBeInSet(column="outcome", value_set=list(OUTCOMES)),
+        _at_least(E, "last_event_at", "started_at"),
+        _equal(E, "handle_ms", "_talk_hold_wrap_ms"),
+        _equal(E, "transfers", "_blind_plus_warm_transfers"),
+        _at_least(E, "consults", "warm_transfers"),
+        _at_least(E, "consults", "conferences"),
+        _at_least(E, "agent_channels", "distinct_agents"),
+        _at_least(E, "agent_channels", "offers"),
+    ]
+
+
 def _dead_letter_builtins(E: Any, Column: Any) -> list:
     return [E.ExpectColumnValuesToBeInSet(column="error_code", value_set=list(ERROR_CODES))]
 
@@ -473,6 +700,9 @@ _BUILTINS: dict[str, Callable[[Any, Any], list]] = {
     "channel_segments": _channel_segments_builtins,
     "agent_presence": _agent_presence_builtins,
     "agent_sessions": _agent_sessions_builtins,
+    "interactions": _interactions_builtins,
+    "agent_intervals": _agent_intervals_builtins,
+    "service_intervals": _service_intervals_builtins,
     "dead_letter": _dead_letter_builtins,
 }
 

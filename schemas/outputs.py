@@ -212,7 +212,7 @@ INTERACTIONS = pa.schema(
         _f("conferences", COUNT, "consults with a customer channel connected (not held) during the overlap", False),
         _f("agent_path", pa.list_(pa.string()), "agent ids in order of first connection, each once", False),
         _f("first_agent_id", pa.string(), "first agent to connect"),
-        _f("final_agent_id", pa.string(), "last agent to connect"),
+        _f("final_agent_id", pa.string(), "agent whose connected phase ended last (who had the contact at the end)"),
         _f("talk_ms", MS, "talk time over the agent channels", False),
         _f("hold_ms", MS, "hold time over the agent channels", False),
         _f("park_ms", MS, "park time over the agent channels", False),
@@ -236,11 +236,11 @@ AGENT_INTERVALS = pa.schema(
         _f("user_id", pa.string(), "agent's user id"),
         _f("interval_start", TS, "interval start (UTC grid of --interval-minutes)", False),
         _f("interval_end", TS, "interval end (exclusive)", False),
-        _f("logged_in_ms", MS, "time in any non-loggedOut presence", False),
+        _f("logged_in_ms", MS, "time in any non-loggedOut presence or in an inferred session", False),
         _f("ready_ms", MS, "time in ready presence", False),
         _f("away_ms", MS, "time in away presence", False),
         _f("extended_away_ms", MS, "time in extendedAway presence", False),
-        _f("other_presence_ms", MS, "time in any other non-loggedOut presence", False),
+        _f("other_presence_ms", MS, "time in any other non-loggedOut presence, or inferred (presence unknown)", False),
         _f("alert_ms", MS, "alerting time of the agent's channels, clipped to the interval", False),
         _f("talk_ms", MS, "talk time, clipped to the interval", False),
         _f("hold_ms", MS, "hold time, clipped to the interval", False),
@@ -294,6 +294,9 @@ TABLES: dict[str, pa.Schema] = {
     "channel_segments": CHANNEL_SEGMENTS,
     "agent_presence": AGENT_PRESENCE,
     "agent_sessions": AGENT_SESSIONS,
+    "interactions": INTERACTIONS,
+    "agent_intervals": AGENT_INTERVALS,
+    "service_intervals": SERVICE_INTERVALS,
     "dead_letter": DEAD_LETTER,
 }
 
@@ -303,6 +306,9 @@ PARTITION_SOURCE = {
     "channel_segments": "start_at",
     "agent_presence": "start_at",
     "agent_sessions": "login_at",
+    "interactions": "started_at",
+    "agent_intervals": "interval_start",
+    "service_intervals": "interval_start",
     "dead_letter": "ingested_at",
 }
 

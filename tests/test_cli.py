@@ -286,3 +286,49 @@ def test_default_runner_uses_one_worker_process_per_core_for_large_inputs(monkey
     assert mode(["--direct_running_mode", "in_memory"], big) == ("in_memory", 1, None)
     beams_own = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     assert mode(beams_own, 0) == ("multi_processing", 2, None)
+
+
+def test_interval_options_set_the_grid_of_the_interval_tables(inputs, tmp_path):
+    out = tmp_path / "out"
+    args = ["--input", str(inputs / "*.jsonl"), "--output", str(out), "--interval-minutes", "60"]
+    assert run_cli("batch", *args, "--short-abandon-seconds", "3") == 0
+    (agent,) = pd.read_parquet(out / "agent_intervals").to_dict("records")
+    assert (str(agent["interval_start"]), str(agent["interval_end"])) == (
+        "2024-03-04 09:00:00+00:00",
+        "2024-03-04 10:00:00+00:00",
+    )
+    # no presence: the call's 94 s are an inferred session's, logged-in time of unknown presence
+    assert (agent["agent_id"], agent["logged_in_ms"], agent["other_presence_ms"]) == ("1544", 94_000, 94_000)
+    assert (agent["alert_ms"], agent["talk_ms"], agent["wrap_ms"], agent["busy_ms"]) == (4_000, 60_000, 30_000, 90_000)
+    assert (agent["offers"], agent["answered"], agent["handled"], agent["handle_ms_of_handled"]) == (1, 1, 1, 90_000)
+    (service,) = pd.read_parquet(out / "service_intervals").to_dict("records")
+    assert (str(service["interval_start"]), service["handled"], service["handle_ms_of_handled"]) == (
+        "2024-03-04 09:00:00+00:00",
+        1,
+        90_000,
+    )
+    report = json.loads((out / "_run_report.json").read_text())
+    assert (report["rows"]["agent_intervals"], report["rows"]["service_intervals"]) == (1, 1)
+
+
+@pytest.mark.parametrize("command", ["batch", "stream"])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--interval-minutes", "20", "expected one of 15, 30, 60 (minutes), got '20'"),
+        ("--interval-minutes", "quarter", "expected one of 15, 30, 60 (minutes), got 'quarter'"),
+        ("--short-abandon-seconds", "0", "expected a whole number >= 1, got 0"),
+        ("--short-abandon-seconds", "2.5", "expected a whole number >= 1, got '2.5'"),
+    ],
+)
+def test_other_interval_option_values_are_usage_errors(command, option, value, message, inputs, tmp_path, capsys):
+    where = {
+        "batch": ["--input", str(inputs / "*.jsonl")],
+        "stream": ["--topic", "projects/p/topics/t"],
+    }[command]
+    with pytest.raises(SystemExit) as exc:
+        run_cli(command, *where, "--output", str(tmp_path / "out"), option, value)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}" in err and message in err
+    assert not (tmp_path / "out").exists()

@@ -143,3 +143,132 @@ def test_demo_command_on_the_bundled_sample(tmp_path):
     assert f"channel_sessions {len(truth['channels'])}," in done.stdout
     assert "mean handle" in done.stdout and "validation: passed" in done.stdout
     assert len(pd.read_parquet(out / "channel_sessions")) == len(truth["channels"])
+
+
+INTERVAL = pd.Timedelta(minutes=15)
+AGENT_DURATIONS = ["ready_ms", "away_ms", "extended_away_ms", "other_presence_ms", "busy_ms"]
+CHANNEL_DURATIONS = {"alerting": "alert_ms", "connected": "talk_ms", "held": "hold_ms", "parked": "park_ms",
+                     "interrupted": "interruption_ms", "wrap": "wrap_ms"}  # fmt: skip
+
+
+def _ms(text: str | None):
+    """Whole milliseconds since the epoch of a truth time (floored, as every duration)."""
+    return None if text is None else pd.Timestamp(text).value // 1_000_000
+
+
+def test_agent_intervals_add_up_to_the_true_sessions_and_channels(run):
+    """Issue 16, acceptance 4: per agent, the sum over its intervals of each duration is the
+    total of its true agent_sessions (presence, busy) and agent-role channels (alert ... wrap);
+    the counts are its channels' (offers, answered, missed, handled)."""
+    out, truth = run
+    intervals = pd.read_parquet(out / "agent_intervals")
+    assert not intervals.duplicated(["agent_id", "interval_start"]).any()
+    assert ((intervals["interval_end"] - intervals["interval_start"]) == INTERVAL).all()
+    assert (intervals["interval_start"].dt.minute % 15 == 0).all() and intervals["max_concurrency"].max() >= 2
+    got = intervals.groupby("agent_id").sum(numeric_only=True)
+    expected: dict[str, dict] = {}
+    for group in ("agent_sessions", "agent_sessions_inferred"):
+        for agent, rows in truth[group].items():
+            row = expected.setdefault(agent, dict.fromkeys([*AGENT_DURATIONS, "logged_in_ms"], 0))
+            for r in rows:
+                row["logged_in_ms"] += r["duration_ms"]
+                for column in AGENT_DURATIONS:
+                    row[column] += r[column]
+    for channel in truth["channels"].values():
+        if channel["party_role"] != "agent" or channel["agent_id"] is None:
+            continue
+        row = expected[channel["agent_id"]]
+        for column in CHANNEL_DURATIONS.values():
+            row[column] = row.get(column, 0) + channel[column]
+        connected, ended = channel["connected_at"] is not None, channel["ended_at"] is not None
+        missed = channel["alerted_at"] is not None and not connected and channel["open_state"] != "alerting"
+        for column, count in [("offers", channel["alerted_at"] is not None), ("answered", connected),
+                              ("missed", missed), ("handled", connected and ended)]:  # fmt: skip
+            row[column] = row.get(column, 0) + count
+        row["handle_ms_of_handled"] = row.get("handle_ms_of_handled", 0) + (
+            channel["handle_ms"] if connected and ended else 0
+        )
+    assert sorted(got.index) == sorted(expected)
+    for agent, row in expected.items():
+        assert {c: int(got.loc[agent, c]) for c in row} == row, agent
+    assert expected[next(iter(truth["agent_sessions_inferred"]))]["other_presence_ms"] > 0
+
+
+def test_agent_interval_channel_time_is_the_true_segments_clipped_to_each_interval(run):
+    """The split itself, by an independent clip of every true segment to every interval."""
+    out, truth = run
+    expected: dict[tuple, int] = {}
+    for channel in truth["channels"].values():
+        if channel["party_role"] != "agent" or channel["agent_id"] is None:
+            continue
+        for seg in channel["segments"]:
+            if seg["end_at"] is None:
+                continue
+            start, end = _ms(seg["start_at"]), _ms(seg["end_at"])
+            step = 15 * 60_000
+            for k in range(start // step, (end - 1) // step + 1 if end > start else start // step):
+                piece = min(end, (k + 1) * step) - max(start, k * step)
+                key = (channel["agent_id"], k * step, CHANNEL_DURATIONS[seg["state"]])
+                expected[key] = expected.get(key, 0) + piece
+    intervals = pd.read_parquet(out / "agent_intervals")
+    got = {
+        (row.agent_id, row.interval_start.value // 1_000_000, column): getattr(row, column)
+        for row in intervals.itertuples()
+        for column in CHANNEL_DURATIONS.values()
+        if getattr(row, column)
+    }
+    assert got == {k: v for k, v in expected.items() if v}
+
+
+def test_service_intervals_count_the_true_agent_channels_by_their_end(run):
+    out, truth = run
+    service = pd.read_parquet(out / "service_intervals")
+    assert service["interval_start"].is_unique
+    handled = [
+        c for c in truth["channels"].values() if c["party_role"] == "agent" and c["connected_at"] and c["ended_at"]
+    ]
+    by_interval: dict[int, list[int]] = {}
+    for c in handled:
+        row = by_interval.setdefault(_ms(c["ended_at"]) // (15 * 60_000), [0, 0])
+        row[0] += 1
+        row[1] += c["handle_ms"]
+    got = {
+        row.interval_start.value // (15 * 60 * 10**9): [row.handled, row.handle_ms_of_handled]
+        for row in service.itertuples()
+        if row.handled
+    }
+    assert got == by_interval and sum(n for n, _ in got.values()) == len(handled) > 0
+
+
+def test_service_intervals_add_up_to_the_interactions_table(run):
+    """Issue 16, acceptance 4: per interval of arrival, the service counts are those of the
+    interactions table (pandas over its rows, independent of the interval core)."""
+    out, _ = run
+    interactions = pd.read_parquet(out / "interactions")
+    service = pd.read_parquet(out / "service_intervals").set_index("interval_start")
+    frame = interactions.assign(
+        interval_start=interactions["started_at"].dt.floor("15min"),
+        inbound=interactions["direction"] == "inbound",
+        outbound=interactions["direction"] == "outbound",
+    )
+    inbound = frame["inbound"]
+    frame["answered"] = inbound & (frame["outcome"] == "answered")
+    frame["abandoned"] = inbound & frame["outcome"].str.startswith("abandoned")
+    frame["in_progress"] = inbound & ~frame["answered"] & ~frame["abandoned"]
+    frame["outbound_connected"] = frame["outbound"] & (frame["outcome"] == "connected")
+    frame["sum_time_to_answer_ms"] = frame["time_to_answer_ms"].where(frame["answered"], 0)
+    frame["sum_abandon_ms"] = frame["abandon_ms"].where(frame["abandoned"], 0)
+    for s in (10, 20, 30, 60, 120):
+        frame[f"answered_within_{s}s"] = frame["answered"] & (frame["time_to_answer_ms"] <= s * 1000)
+        frame[f"abandoned_within_{s}s"] = frame["abandoned"] & (frame["abandon_ms"] <= s * 1000)
+    frame["short_abandoned"] = frame["abandoned"] & (frame["abandon_ms"] < 5000)
+    columns = [c for c in service.columns if c not in ("interval_end", "event_date", "handled", "handle_ms_of_handled")]
+    columns.remove("max_time_to_answer_ms")
+    expected = frame.groupby("interval_start")[columns].sum().astype("int64")
+    expected["max_time_to_answer_ms"] = frame["sum_time_to_answer_ms"].groupby(frame["interval_start"]).max()
+    # every interval an interaction arrived in has its row (the others: handled only, zeros here)
+    got = service[[*columns, "max_time_to_answer_ms"]].astype("int64")
+    assert (got.drop(expected.index) == 0).all().all()
+    pd.testing.assert_frame_equal(got.loc[expected.index], expected.astype("int64"), check_names=False)
+    assert got["inbound"].sum() == (interactions["direction"] == "inbound").sum() > 0
+    assert got["outbound"].sum() == (interactions["direction"] == "outbound").sum() > 0

@@ -12,7 +12,7 @@ from schemas.outputs import PARTITION_COLUMN, TABLES, dataset_schema
 from tests.test_validate import DAY1, S, _valid_tables
 
 _LIFECYCLE = ("alerted_at", "connected_at", "disconnected_at", "wrap_started_at", "ended_at")
-_T0 = DAY1 + 3600 * S + 123  # alerted_at of the complete channel c1 in _valid_tables()
+_T0 = DAY1 + 3600 * S + 123  # alerted_at of the complete channel c1 (and started_at of i1) in _valid_tables()
 
 
 def _frame(table: str, rows: list[dict]) -> pd.DataFrame:
@@ -62,6 +62,47 @@ CASES = [
     ("agent_sessions", 0, {"logout_at": DAY1 - S}, {"_logout_at_not_before_login_at"}),
     ("agent_sessions", 0, {"logout_at": None}, {"_is_open_iff_no_logout_at"}),
     ("agent_sessions", 0, {"is_open": True}, {"_is_open_iff_no_logout_at"}),
+    *(
+        ("interactions", 0, {at: _T0 - 1000, ms: -1}, {f"_{at}_not_before_started_at", f"_{ms}_not_negative"})
+        for at, ms in (
+            ("ended_at", "duration_ms"),
+            ("first_offered_at", "wait_before_offer_ms"),
+            ("answered_at", "time_to_answer_ms"),
+        )
+    ),
+    ("interactions", 0, {"duration_ms": 39999}, {"_duration_ms_is_ended_minus_started_ms"}),
+    ("interactions", 0, {"time_to_answer_ms": 4999}, {"_time_to_answer_ms_is_answered_minus_started_ms"}),
+    ("interactions", 0, {"wait_before_offer_ms": 2999}, {"_wait_before_offer_ms_is_first_offered_minus_started_ms"}),
+    ("interactions", 0, {"duration_ms": None}, {"_duration_ms_null_iff_no_ended_at"}),
+    ("interactions", 0, {"time_to_answer_ms": None}, {"_time_to_answer_ms_null_iff_no_answered_at"}),
+    ("interactions", 0, {"wait_before_offer_ms": None}, {"_wait_before_offer_ms_null_iff_no_first_offered_at"}),
+    ("interactions", 0, {"is_complete": False}, {"_is_complete_iff_ended_at"}),
+    ("interactions", 0, {"outcome": "connected"}, {"_outcome_fits_direction"}),
+    (
+        "interactions",
+        2,
+        {"outcome": "abandoned_before_offer"},
+        {"_outcome_fits_direction", "_abandon_ms_iff_abandoned"},
+    ),
+    ("interactions", 0, {"abandon_ms": 5}, {"_abandon_ms_iff_abandoned"}),
+    ("interactions", 1, {"abandon_ms": -1}, {"_abandon_ms_not_negative"}),
+    ("interactions", 1, {"ring_ms": -1}, {"_ring_ms_not_negative"}),
+    ("interactions", 0, {"answered_at": None, "time_to_answer_ms": None}, {"_answered_at_iff_answered"}),
+    *(
+        (table, 0, {"interval_start": DAY1 + 60 * S, "interval_end": DAY1 + 960 * S}, {"_interval_start_on_grid"})
+        for table in ("agent_intervals", "service_intervals")
+    ),
+    ("agent_intervals", 0, {"max_concurrency": 1}, {"_max_concurrency_zero_iff_not_busy"}),
+    ("agent_intervals", 1, {"max_concurrency": 0}, {"_max_concurrency_zero_iff_not_busy"}),
+    ("agent_intervals", 0, {"handle_ms_of_handled": 5}, {"_handle_ms_of_handled_zero_without_handled"}),
+    ("service_intervals", 1, {"handle_ms_of_handled": 5}, {"_handle_ms_of_handled_zero_without_handled"}),
+    (
+        "service_intervals",
+        0,
+        {"answered": 0, "inbound": 0},
+        {"_sum_time_to_answer_ms_zero_without_answered", "_max_time_to_answer_ms_zero_without_answered"},
+    ),
+    ("service_intervals", 0, {"sum_abandon_ms": 5}, {"_sum_abandon_ms_zero_without_abandoned"}),
 ]
 
 

@@ -62,6 +62,26 @@ def test_expand_patterns_sorted_and_missing_is_an_error(tmp_path):
         expand_patterns([str(tmp_path / "*.jsonl"), str(tmp_path / "nope*.jsonl")])
 
 
+def test_expand_patterns_skips_hidden_files_and_folders(tmp_path):
+    """Writers (``vccflow receive``, the stream job) write under a hidden name and rename:
+    a glob, ``**`` included, never picks up a half-written file."""
+    for name in ("d/a.jsonl", "d/.a.jsonl.tmp", "d/.b.jsonl", ".tmp/c.jsonl", "e.jsonl", ".e.jsonl"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert expand_patterns([str(tmp_path / "**" / "*.jsonl*")]) == [str(tmp_path / "d" / "a.jsonl")]
+    assert expand_patterns([str(tmp_path / "**")]) == [str(tmp_path / "d" / "a.jsonl"), str(tmp_path / "e.jsonl")]
+    assert expand_patterns([str(tmp_path / "*.jsonl")]) == [str(tmp_path / "e.jsonl")]
+    # named on purpose: a literal path, or a pattern whose own part starts with "."
+    assert expand_patterns([str(tmp_path / "d" / ".b.jsonl")]) == [str(tmp_path / "d" / ".b.jsonl")]
+    assert expand_patterns([str(tmp_path / ".tmp" / "*.jsonl")]) == [str(tmp_path / ".tmp" / "c.jsonl")]
+    assert expand_patterns([str(tmp_path / "d" / ".*")]) == [
+        str(tmp_path / "d" / ".a.jsonl.tmp"),
+        str(tmp_path / "d" / ".b.jsonl"),
+    ]
+    with pytest.raises(NoInputError):
+        expand_patterns([str(tmp_path / "d" / "*.tmp")])
+
+
 def _held(i: int, channel: str = "ch1") -> dict:
     ev = with_(HELD, "id", f"id{i}")
     ev = with_(ev, "subject", channel)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,27 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.dataset as ds
-import pytest
 
 from pipelines import generate, publish
 from schemas.outputs import CHANNEL_METRICS as METRICS
-from tests.pubsub_emulator import start_emulator, stop_group
+from tests.pubsub_emulator import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "vccflow-e2e"
 WAIT_S = 90
 HEARTBEAT_AGENT = "e2e-heartbeat"
-
-
-@pytest.fixture(scope="module")
-def pubsub_emulator(tmp_path_factory):
-    emulator = start_emulator(tmp_path_factory.mktemp("emulator"))
-    if emulator is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("the Pub/Sub emulator is not installed (CI=true: required)")
-        pytest.skip("the Pub/Sub emulator is not installed")
-    yield emulator
-    emulator.stop()
 
 
 def heartbeat(n: int) -> bytes:
@@ -74,49 +61,34 @@ def read_rows(root: Path, table: str) -> list[dict]:
     return ds.dataset(folder, format="parquet", partitioning="hive").to_table().to_pylist()
 
 
-def test_stream_job_on_the_emulator_matches_the_generator_truth(pubsub_emulator, tmp_path, monkeypatch):
-    from google.cloud import pubsub_v1
-
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
-    topic = f"projects/{PROJECT}/topics/notifications"
-    subscription = f"projects/{PROJECT}/subscriptions/vccflow"
-    pubsub_v1.PublisherClient().create_topic(name=topic)
-    pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
-
-    data = tmp_path / "generated"
-    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "20", "--seed", "11"]) == 0
-    truth = json.loads((data / "truth.json").read_text())
-    expected_dead = truth["counts"]["dead_letters"]
-
-    out = tmp_path / "live"
-    log = tmp_path / "stream.log"
+def start_stream_job(subscription: str, out: Path, log: Path) -> subprocess.Popen:
+    """``vccflow stream`` on the local runner in its own process group, short windows."""
     command = [sys.executable, "-m", "pipelines.stream", "--subscription", subscription, "--output", str(out)]
     command += ["--window-seconds", "2", "--grace-seconds", "2", "--expire-after-seconds", "20"]
     with open(log, "wb") as sink:
-        job = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    stop = threading.Event()
-    beats = threading.Thread(target=publish_heartbeats, args=(topic, stop), daemon=True)
-    try:
-        inputs = str(data / "notifications-*.jsonl")
-        assert publish.run(["--topic", topic, "--input", inputs, "--rate", "1000", "--rebase-time"]) == 0
-        beats.start()
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            sessions = read_rows(out, "channel_sessions")
-            dead = [r for r in read_rows(out, "dead_letter") if r["error_code"] != "late"]
-            if len(sessions) >= len(truth["channels"]) and len(dead) >= sum(expected_dead.values()):
-                break
-            assert job.poll() is None, f"the stream job died:\n{log.read_text(errors='replace')[-3000:]}"
-            assert time.monotonic() < deadline, (
-                f"after {WAIT_S}s: {len(sessions)} of {len(truth['channels'])} channels, {len(dead)} dead letters\n"
-                + log.read_text(errors="replace")[-3000:]
-            )
-            time.sleep(1)
-    finally:
-        code = stop_group(job, signal.SIGINT, 45)  # heartbeats still on: the job's last read returns at once
-        stop.set()
-    assert code == 0, log.read_text(errors="replace")[-3000:]
+        return subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
 
+
+def wait_for_tables(job: subprocess.Popen, out: Path, truth: dict, log: Path) -> tuple[list[dict], list[dict]]:
+    """The ``channel_sessions`` and non-``late`` ``dead_letter`` rows, once there are as many
+    as the truth has (fails if the job dies or ``WAIT_S`` passes)."""
+    deadline = time.monotonic() + WAIT_S
+    expected_dead = sum(truth["counts"]["dead_letters"].values())
+    while True:
+        sessions = read_rows(out, "channel_sessions")
+        dead = [r for r in read_rows(out, "dead_letter") if r["error_code"] != "late"]
+        if len(sessions) >= len(truth["channels"]) and len(dead) >= expected_dead:
+            return sessions, dead
+        assert job.poll() is None, f"the stream job died:\n{log.read_text(errors='replace')[-3000:]}"
+        assert time.monotonic() < deadline, (
+            f"after {WAIT_S}s: {len(sessions)} of {len(truth['channels'])} channels, {len(dead)} dead letters\n"
+            + log.read_text(errors="replace")[-3000:]
+        )
+        time.sleep(1)
+
+
+def assert_tables_match_truth(out: Path, truth: dict, sessions: list[dict], dead: list[dict]) -> None:
+    """Channel rows, segments, dead letters and the raw archive are the generator's truth."""
     by_id = {row["channel_id"]: row for row in sessions}
     assert len(by_id) == len(sessions), "a channel was emitted twice"
     assert by_id.keys() == truth["channels"].keys()
@@ -130,7 +102,7 @@ def test_stream_job_on_the_emulator_matches_the_generator_truth(pubsub_emulator,
     for row in dead:
         codes[row["error_code"]] = codes.get(row["error_code"], 0) + 1
         assert row["origin"].startswith("pubsub:")
-    assert codes == expected_dead
+    assert codes == truth["counts"]["dead_letters"]
 
     archived = [
         line
@@ -140,3 +112,33 @@ def test_stream_job_on_the_emulator_matches_the_generator_truth(pubsub_emulator,
     ]
     assert len(archived) == truth["counts"]["valid"] + truth["counts"]["duplicates"]
     assert not [p for p in out.rglob(".*")], "a temporary file was left visible in the output"
+
+
+def test_stream_job_on_the_emulator_matches_the_generator_truth(pubsub_emulator, tmp_path, monkeypatch):
+    from google.cloud import pubsub_v1
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    topic = f"projects/{PROJECT}/topics/notifications"
+    subscription = f"projects/{PROJECT}/subscriptions/vccflow"
+    pubsub_v1.PublisherClient().create_topic(name=topic)
+    pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
+
+    data = tmp_path / "generated"
+    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "20", "--seed", "11"]) == 0
+    truth = json.loads((data / "truth.json").read_text())
+
+    out = tmp_path / "live"
+    log = tmp_path / "stream.log"
+    job = start_stream_job(subscription, out, log)
+    stop = threading.Event()
+    beats = threading.Thread(target=publish_heartbeats, args=(topic, stop), daemon=True)
+    try:
+        inputs = str(data / "notifications-*.jsonl")
+        assert publish.run(["--topic", topic, "--input", inputs, "--rate", "1000", "--rebase-time"]) == 0
+        beats.start()
+        sessions, dead = wait_for_tables(job, out, truth, log)
+    finally:
+        code = stop_group(job, signal.SIGINT, 45)  # heartbeats still on: the job's last read returns at once
+        stop.set()
+    assert code == 0, log.read_text(errors="replace")[-3000:]
+    assert_tables_match_truth(out, truth, sessions, dead)

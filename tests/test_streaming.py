@@ -16,6 +16,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pandas as pd
+import pyarrow as pa
 import pytest
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
@@ -25,8 +26,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.utils.timestamp import Timestamp
 
 from pipelines import batch, generate, publish, stream
+from schemas import TABLES
 from transforms.events import Event, parse_line
 from transforms.streaming import (
+    Received,
     SessionizeStream,
     StreamSettings,
     WriteRawArchive,
@@ -36,7 +39,15 @@ from transforms.streaming import (
 ROOT = Path(__file__).resolve().parents[1]
 US = 1_000_000
 T0 = 1_709_539_200 * US  # 2024-03-04T08:00:00Z
-ROW_TABLES = ("channel_sessions", "channel_segments", "agent_presence", "agent_sessions")
+ROW_TABLES = (
+    "channel_sessions",
+    "channel_segments",
+    "agent_presence",
+    "agent_sessions",
+    "interactions",
+    "agent_intervals",
+    "service_intervals",
+)
 
 
 def epoch_clock() -> float:
@@ -55,8 +66,17 @@ def streaming_pipeline() -> beam.Pipeline:
     return beam.Pipeline(runner=BundleBasedDirectRunner(), options=options)
 
 
-def notification(kind: str, at_s: float, channel: str = "ch1", id_: str | None = None) -> bytes:
-    """A ``channel.<kind>.v1`` notification of an agent channel, ``at_s`` seconds after T0."""
+def notification(
+    kind: str,
+    at_s: float,
+    channel: str = "ch1",
+    id_: str | None = None,
+    interaction: str = "int1",
+    agent: str | None = "1544",
+) -> bytes:
+    """A ``channel.<kind>.v1`` notification of an agent channel (of a customer channel when
+    ``agent`` is None), ``at_s`` seconds after T0."""
+    party = {"role": "agent", "agentId": agent, "userId": "u1"} if agent is not None else {"role": "customer"}
     stamp = pd.Timestamp(T0 + round(at_s * US), unit="us", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return json.dumps(
         {
@@ -71,9 +91,9 @@ def notification(kind: str, at_s: float, channel: str = "ch1", id_: str | None =
                 "timestamp": stamp,
                 "channel": {
                     "channelId": channel,
-                    "interactionId": "int1",
+                    "interactionId": interaction,
                     "conversationId": "conv1",
-                    "party": {"role": "agent", "agentId": "1544", "userId": "u1"},
+                    "party": party,
                 },
             },
         }
@@ -93,12 +113,28 @@ def rows_of(out, table: str, fields: tuple[str, ...]):
     )
 
 
+def event_dead_letters(out, fields: tuple[str, ...]):
+    """Dead letters of notifications, projected on ``fields``: the interaction stage's late
+    channels (origin ``channel:<id>``) left out."""
+
+    def of_events(tr):
+        table, row = tr
+        return (
+            [tuple(row[f] for f in fields)]
+            if table == "dead_letter" and not row["origin"].startswith("channel:")
+            else []
+        )
+
+    return out["rows"] | f"EventDeadLetters{len(fields)}" >> beam.FlatMap(of_events)
+
+
 def read_table(root: Path, table: str) -> pd.DataFrame:
     """A table as a DataFrame sorted by every column (order-free comparisons)."""
     df = pd.read_parquet(root / table)
     df["event_date"] = df["event_date"].astype(str)
-    if "anomalies" in df:
-        df["anomalies"] = df["anomalies"].map(lambda a: ",".join(a))
+    for field in TABLES[table]:
+        if field.type == pa.list_(pa.string()):
+            df[field.name] = df[field.name].map(lambda a: ",".join(a))
     return df.sort_values(list(df.columns)).reset_index(drop=True)
 
 
@@ -170,7 +206,10 @@ def test_stream_tables_equal_the_batch_job_and_the_archive_recomputes_them(gener
     matches = [name.fullmatch(f) for f in files]
     assert all(matches), files
     kinds = {(m.group(1), m.group(2)) for m in matches}
-    assert kinds == {("raw", "jsonl.gz"), *((table, "parquet") for table in (*ROW_TABLES, "dead_letter"))}
+    assert kinds == {
+        ("raw", "jsonl.gz"),
+        *((table, "parquet") for table in (*ROW_TABLES, "dead_letter")),
+    }
 
     archived = sum(len(gzip.decompress(p.read_bytes()).splitlines()) for p in (live / "raw").rglob("*.jsonl.gz"))
     truth = json.loads((generated / "truth.json").read_text())
@@ -226,7 +265,8 @@ def test_an_inactive_channel_expires_incomplete_and_its_state_is_cleared():
         fields = ("channel_id", "event_count", "is_complete", "open_state", "alert_ms")
         expected = [("chB", 2, False, "connected", 5000), ("chB", 1, False, None, 0)]
         assert_that(rows_of(out, "channel_sessions", fields), equal_to(expected), label="expired rows")
-        late = rows_of(out, "dead_letter", ("error_code", "event_id"))
+        # (the fragment's interaction may be final still: the interaction stage's dead letters are left out)
+        late = event_dead_letters(out, ("error_code", "event_id"))
         assert_that(late, equal_to([("late", "after-expiry")]), label="late")
 
 
@@ -249,26 +289,29 @@ def test_duplicates_are_dropped_within_the_horizon_even_after_emission():
         fields = ("channel_id", "event_count", "duplicate_count", "is_complete")
         expected = [("chC", 7, 1, True), ("chC", 1, 0, False)]
         assert_that(rows_of(out, "channel_sessions", fields), equal_to(expected), label="rows")
-        assert_that(rows_of(out, "dead_letter", ("error_code",)), equal_to([]), label="no dead letter")
+        # (the fragment's interaction may be final still: the interaction stage's dead letters are left out)
+        assert_that(event_dead_letters(out, ("error_code",)), equal_to([]), label="no dead letter")
+
+
+def presence(kind: str, at_s: float) -> bytes:
+    """An ``agent.presencechanged.v1`` notification of agent 1544, ``at_s`` seconds after T0."""
+    stamp = pd.Timestamp(T0 + round(at_s * US), unit="us", tz="UTC").isoformat().replace("+00:00", "Z")
+    return json.dumps(
+        {
+            "type": "agent.presencechanged.v1",
+            "id": f"p-{kind}-{at_s}",
+            "source": "/agent",
+            "subject": "1544",
+            "data": {
+                "timestamp": stamp,
+                "presence": {"presenceId": kind, "category": {"type": kind}},
+                "user": {"agentId": "1544", "userId": "u1"},
+            },
+        }
+    ).encode()
 
 
 def test_a_logout_flushes_the_agent_once_its_channel_work_is_in():
-    def presence(kind: str, at_s: float) -> bytes:
-        stamp = pd.Timestamp(T0 + round(at_s * US), unit="us", tz="UTC").isoformat().replace("+00:00", "Z")
-        return json.dumps(
-            {
-                "type": "agent.presencechanged.v1",
-                "id": f"p-{kind}-{at_s}",
-                "source": "/agent",
-                "subject": "1544",
-                "data": {
-                    "timestamp": stamp,
-                    "presence": {"presenceId": kind, "category": {"type": kind}},
-                    "user": {"agentId": "1544", "userId": "u1"},
-                },
-            }
-        ).encode()
-
     work = call("chD", 100)
     stream_ = (
         EventStream()
@@ -289,6 +332,140 @@ def test_a_logout_flushes_the_agent_once_its_channel_work_is_in():
         presence_rows = rows_of(out, "agent_presence", ("presence_type", "duration_ms"))
         assert_that(presence_rows, equal_to([("ready", 180_000), ("loggedOut", None)]), label="presence")
         assert_that(rows_of(out, "dead_letter", ("error_code",)), equal_to([("late",)]), label="late")
+        # the logout's interval is held after the flush, then released grace after its end
+        fields = ("interval_start", "logged_in_ms", "ready_ms", "other_presence_ms", "busy_ms", "idle_ms", "handled")
+        expected = [(T0, 195_000, 180_000, 15_000, 90_000, 100_000, 1)]
+        assert_that(rows_of(out, "agent_intervals", fields), equal_to(expected), label="intervals")
+
+
+def test_agent_intervals_held_after_a_logout_take_a_login_in_the_same_interval_like_batch(tmp_path):
+    """Logout at 08:03 (flushed at 08:04 once the call is in), login at 08:10 before the
+    08:00 interval's release, logout at 08:20: one row per interval, equal to batch's."""
+    lines = [presence("ready", 0), *call("chE", 100), presence("loggedOut", 180)]
+    later = [presence("ready", 600), *call("chF", 700), presence("loggedOut", 1200)]
+    stream_ = (
+        EventStream()
+        .add_elements(lines)
+        .advance_watermark_to(ms(T0 + 400 * US))  # flushed: 08:00 held
+        .add_elements(later[:3])
+        .advance_watermark_to(ms(T0 + 1000 * US))  # the release (08:16) finds the login: still held
+        .add_elements(later[3:])
+        .advance_watermark_to(ms(T0 + 10 * 86400 * US))
+        .advance_watermark_to_infinity()
+    )
+    live = tmp_path / "live"
+    with streaming_pipeline() as p:
+        out = p | stream_ | SessionizeStream(StreamSettings(grace_seconds=60), clock=epoch_clock)
+        out["rows"] | "WriteTables" >> WriteWindowedTables(str(live), 60, "test", validate=False)
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines + later) + b"\n")
+    run_batch([str(tmp_path / "in.jsonl")], tmp_path / "batch")
+    streamed = read_table(live, "agent_intervals")
+    pd.testing.assert_frame_equal(streamed, read_table(tmp_path / "batch", "agent_intervals"))
+    assert list(streamed["logged_in_ms"]) == [195_000 + 300_000, 300_000]
+
+
+def customer_leg(channel: str, interaction: str | None, start: float, hangup: float | None) -> list[bytes]:
+    """An inbound customer channel, connected at ``start`` until ``hangup`` (None: never ends)."""
+    kinds = [("alerted", start), ("connected", start)]
+    kinds += [("disconnected", hangup), ("ended", hangup)] if hangup is not None else []
+    return [notification(k, t, channel, interaction=interaction, agent=None) for k, t in kinds]
+
+
+def agent_leg(channel: str, interaction: str, agent: str, *steps: tuple[str, float]) -> list[bytes]:
+    return [notification(k, t, channel, interaction=interaction, agent=agent) for k, t in steps]
+
+
+def answer(alert: float, connect: float, disconnect: float, end: float) -> list[tuple[str, float]]:
+    return [("alerted", alert), ("connected", connect), ("disconnected", disconnect), ("wrapstarted", disconnect)] + [
+        ("ended", end)
+    ]
+
+
+def core_interactions(lines: list[bytes]) -> list[dict]:
+    """The batch cores' interactions rows of these notifications (channel core, then interaction core)."""
+    from transforms.interaction import channel_summary, interaction_key, interaction_row
+    from transforms.timeline import sessionize_channel
+
+    by_channel: dict[str, list[Event]] = {}
+    for line in lines:
+        ev = parse_line(line, "x")
+        by_channel.setdefault(ev.key, []).append(ev)
+    by_interaction: dict[str, list[tuple]] = {}
+    for events in by_channel.values():
+        summary = channel_summary(sessionize_channel(events))
+        by_interaction.setdefault(interaction_key(summary), []).append(summary)
+    return [interaction_row(summaries) for summaries in by_interaction.values()]
+
+
+def test_stream_interactions_are_the_cores_rows_despite_disorder_duplicates_and_long_wraps():
+    """An interaction waits for every channel announced to it: the second agent's long wrap
+    (ending 10 minutes after the caller hung up, far beyond the grace) is in its one row."""
+    lines = [
+        *customer_leg("cA", "iA", 0, 300),
+        *agent_leg("agA1", "iA", "a1", *answer(5, 10, 100, 130)),
+        *agent_leg("agA2", "iA", "a2", *answer(99, 105, 300, 900)),
+        *customer_leg("cB", "iB", 20, 50),
+        *agent_leg("agB", "iB", "a3", ("alerted", 40), ("connectionfailed", 50), ("ended", 50)),
+        *agent_leg("agC", "iC", "a1", *answer(1000, 1001, 1030, 1040)),
+        *agent_leg("agC2", "iC", "a2", ("alerted", 1002), ("connected", 1006), ("disconnected", 1030), ("ended", 1031)),
+        *customer_leg("cD", "iD", 0, None),
+        *agent_leg("agD", "iD", "a4", ("alerted", 10), ("connected", 20)),
+        *customer_leg("cE", None, 0, 10),
+    ]
+    rng = random.Random(7)
+    arrivals = sorted(
+        (parse_line(line, "x").ts + rng.randint(0, 30 * US), n, line)
+        for n, line in enumerate(lines + rng.sample(lines, 8))  # 8 duplicates
+    )
+    events = EventStream()
+    for arrival, _, line in arrivals:
+        events = events.add_elements([line]).advance_watermark_to(ms(arrival))
+    events = events.advance_watermark_to(ms(T0 + 10 * 86400 * US)).advance_watermark_to_infinity()
+    expected = core_interactions(lines)
+    by_id = {row["interaction_id"]: row for row in expected}
+    assert (by_id["iA"]["blind_transfers"], by_id["iA"]["ended_at"]) == (1, T0 + 900 * US)
+    assert by_id["iB"]["outcome"] == "abandoned_while_alerting" and by_id["iC"]["direction"] == "internal"
+    assert (by_id["iD"]["is_complete"], by_id["iD"]["outcome"]) == (False, "answered")
+    assert by_id["cE"]["inference"] == ["direction", "interaction_id_missing"]
+
+    settings = StreamSettings(grace_seconds=60, expire_after_seconds=3600, dedup_horizon_seconds=86400)
+    with streaming_pipeline() as p:
+        out = p | events | SessionizeStream(settings, clock=epoch_clock)
+        columns = tuple(TABLES["interactions"].names)
+        rows = rows_of(out, "interactions", columns)
+        assert_that(rows, equal_to([tuple(r[c] for c in columns) for r in expected]), label="interactions")
+        assert_that(rows_of(out, "dead_letter", ("error_code",)), equal_to([]), label="no dead letter")
+
+
+def test_a_channel_emitted_after_its_interaction_was_final_is_a_late_dead_letter():
+    first = [*customer_leg("cL", "iL", 0, 60), *agent_leg("agL", "iL", "a1", *answer(5, 10, 60, 90))]
+    callback = agent_leg("agL2", "iL", "a2", *answer(300, 302, 360, 400))
+    stream_ = (
+        EventStream()
+        .add_elements(first)
+        .advance_watermark_to(ms(T0 + (90 + 60 + 60 + 1) * US))  # the channels, then the interaction, final
+        .add_elements(callback)
+        .advance_watermark_to(ms(T0 + (400 + 60 + 1) * US))  # its channel emitted, within the marker's horizon
+        .advance_watermark_to(ms(T0 + 10 * 86400 * US))
+        .advance_watermark_to_infinity()
+    )
+    with streaming_pipeline() as p:
+        out = p | stream_ | SessionizeStream(StreamSettings(grace_seconds=60), clock=epoch_clock)
+        fields = ("interaction_id", "agent_channels", "agent_path", "is_complete")
+        assert_that(rows_of(out, "interactions", fields), equal_to([("iL", 1, ["a1"], True)]), label="one row")
+        dead = rows_of(out, "dead_letter", ("error_code", "origin", "event_type", "error_detail", "raw"))
+        raw = rows_of(out, "dead_letter", ("raw",)) | beam.Map(lambda r: json.loads(r[0]))
+        assert_that(
+            dead | beam.Map(lambda d: d[:3] + (d[3].startswith("interaction iL was already final; its agent"),)),
+            equal_to([("late", "channel:agL2", None, True)]),
+            label="late channel",
+        )
+        assert_that(
+            raw | beam.Map(lambda r: (r["channel_id"], r["interaction_id"], r["ended_at"], r["handle_ms"])),
+            equal_to([("agL2", "iL", "2024-03-04T08:06:40.000000Z", 98_000)]),
+            label="its session row",
+        )
+        assert_that(rows_of(out, "channel_sessions", ("channel_id",)), equal_to([("cL",), ("agL",), ("agL2",)]))
 
 
 def dry_run_args(*extra: str) -> list[str]:
@@ -330,6 +507,8 @@ def test_dataflow_dry_run_builds_a_streaming_job_with_stable_steps():
         "Sessionize/Parse/ParseMessage",
         "Sessionize/Channels/SessionizeChannel",
         "Sessionize/Agents/SessionizeAgent",
+        "Sessionize/Interactions/SessionizeInteraction",
+        "Sessionize/Service/ServiceInterval",
         "WriteTables/GroupByPartition",
         "WriteTables/WriteParquet",
         "WriteArchive/WriteJsonl",
@@ -441,3 +620,53 @@ def test_a_file_failing_its_suite_is_quarantined_with_its_verdict(tmp_path):
     assert verdict["success"] is False
     assert any(f["columns"] == ["hold_ms"] for f in verdict["failures"])
     assert list(pd.read_parquet(files[0])["hold_ms"]) == [-5]
+
+
+def test_a_service_interval_waits_for_every_channel_and_interaction_announced_in_it():
+    """One jump of the watermark makes every timer due at once (the local runner holds no
+    watermark for timers): each interval still waits for the channels that ended in it and
+    the interaction with events in it (``int1``, final only when ``chU`` expires four hours
+    later; chU connected while chT was: a consult), then emits its row once."""
+    events = call("chS", 0) + call("chT", 850) + call("chU", 860, ended=False)  # chT ends 08:15:45
+    jump = ms(T0 + 10 * 86400 * US)
+    stream_ = EventStream().add_elements(events).advance_watermark_to(jump).advance_watermark_to_infinity()
+    settings = StreamSettings(grace_seconds=60, dedup_horizon_seconds=30 * 86400)  # no backstop in the jump
+    with streaming_pipeline() as p:
+        out = p | stream_ | SessionizeStream(settings, clock=epoch_clock)
+        fields = ("interval_start", "interval_end", "handled", "handle_ms_of_handled", "inbound", "consults")
+        expected = [(T0, T0 + 900 * US, 1, 90_000, 0, 1), (T0 + 900 * US, T0 + 1800 * US, 1, 90_000, 0, 0)]
+        assert_that(rows_of(out, "service_intervals", fields), equal_to(expected), label="service")
+        interactions = rows_of(out, "interactions", ("interaction_id", "direction", "is_complete"))
+        assert_that(interactions, equal_to([("int1", "internal", False)]), label="interactions")
+
+
+def test_a_late_event_announced_to_a_service_interval_is_settled_by_its_dead_letter():
+    """A ``held`` of 08:16:40 arriving after its channel was final (it ended 08:01:35) is
+    announced to the 08:15 interval (parse cannot know) and dead-lettered by the channel
+    stage: its dead letter settles that announcement, so no interval waits for the dedup
+    horizon for it."""
+    from transforms.streaming import Done, Pending, announce_service, service_parts
+
+    late = notification("held", 1000, "chA", id_="late-1")
+    stream_ = (
+        EventStream()
+        .add_elements(call("chA", 0))
+        .advance_watermark_to(ms(T0 + 300 * US))  # chA final (ended 08:01:35 + 60 s), int1 too
+        .add_elements([late])
+        .advance_watermark_to(ms(T0 + 10 * 86400 * US))
+        .advance_watermark_to_infinity()
+    )
+    step = 15 * 60_000
+    announced = list(announce_service(("chA", Received(parse_line(late, "stream"), late, "stream", 0)), step))
+    assert announced == [(T0 + 900 * US, Pending("interaction", "int1"))]
+
+    def settles_the_announcement(dead):
+        (row,) = [row for table, row in dead if row["error_code"] == "late"]
+        assert list(service_parts(("dead_letter", row), step, 5000)) == [(T0 + 900 * US, Done("interaction", "int1"))]
+
+    with streaming_pipeline() as p:
+        out = p | stream_ | SessionizeStream(StreamSettings(grace_seconds=60), clock=epoch_clock)
+        fields = ("interval_start", "handled", "handle_ms_of_handled")
+        assert_that(rows_of(out, "service_intervals", fields), equal_to([(T0, 1, 90_000)]), label="service")
+        dead = out["rows"] | beam.Filter(lambda tr: tr[0] == "dead_letter")
+        assert_that(dead, settles_the_announcement, label="settled")

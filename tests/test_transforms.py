@@ -58,7 +58,7 @@ def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pi
         (shard_of("chB", 4), pack(b)),
     ]
     with pipeline as p:
-        out = p | beam.Create(batches) | SessionizeChannels(shards=4)
+        out = p | beam.Create(batches) | SessionizeChannels(shards=4, interval_ms=15 * 60_000)
         columns = ("channel_id", "talk_ms", "hold_ms", "wrap_ms", "duplicate_count")
         values = itemgetter(*map(SESSION_COLUMNS.index, columns))  # rows are value tuples in column order
         sessions = out.rows | beam.FlatMap(lambda t: list(map(values, t[2])) if t[0] == "channel_sessions" else [])
@@ -91,9 +91,10 @@ def test_sessionize_agents_joins_presence_and_channel_work(pipeline):
     with pipeline as p:
         presence_batches = p | "P" >> beam.Create([(shard, pack(pres))])
         work = p | "W" >> beam.Create([(shard, pack_work(*_one_channel_work(result)))])
-        out = (presence_batches, work) | SessionizeAgents()
+        out = (presence_batches, work) | SessionizeAgents(interval_ms=15 * 60_000)
         rows = out.rows | beam.FlatMap(lambda t: [(t[0], len(t[2]))])
-        assert_that(rows, equal_to([("agent_presence", 3), ("agent_sessions", 1)]))
+        # 0-400 s after T0 (08:00:00Z) lies in one 15-minute interval: one agent_intervals row
+        assert_that(rows, equal_to([("agent_presence", 3), ("agent_sessions", 1), ("agent_intervals", 1)]))
         sess = out.rows | "S" >> beam.FlatMap(
             lambda t: (
                 [
@@ -146,7 +147,13 @@ def test_every_row_batch_collection_of_the_batch_graph_has_the_row_batch_coder(t
                 writers[node.full_label] = node.inputs[0]
 
     p.visit(Visit())
-    assert set(writers) == {"WriteChannelTables", "WriteAgentTables", "WriteDeadLetters"}
+    assert set(writers) == {
+        "WriteChannelTables",
+        "WriteAgentTables",
+        "WriteServiceIntervals",
+        "WriteInteractionTables",
+        "WriteDeadLetters",
+    }
     for pcoll in writers.values():
         assert pcoll.element_type is RowBatch
         assert isinstance(beam.coders.registry.get_coder(pcoll.element_type), RowBatchCoder)

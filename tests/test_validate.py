@@ -14,7 +14,7 @@ import pytest
 
 import schemas.expectations
 from pipelines.validate import run
-from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, TABLES
+from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, SERVICE_THRESHOLDS, TABLES
 from transforms import validation as validate
 from transforms.validation import ValidationWorkers, Verdict, format_verdict, validate_output, validate_table
 
@@ -92,6 +92,60 @@ def _open_session(channel_id: str, t0: int) -> dict:
     )
 
 
+def _interaction(interaction_id: str, t0: int, **changes) -> dict:
+    """A complete inbound interaction answered 5 s after arrival (offered after 3 s, rung 2 s),
+    one agent, a hold of 5 s, 4 s of wrap."""
+    row = {
+        "interaction_id": interaction_id,
+        "conversation_id": "conv-" + interaction_id,
+        "started_at": t0,
+        "ended_at": t0 + 40 * S,
+        "last_event_at": t0 + 40 * S,
+        "duration_ms": 40000,
+        "is_complete": True,
+        "customer_channels": 1,
+        "agent_channels": 1,
+        "distinct_agents": 1,
+        "direction": "inbound",
+        "outcome": "answered",
+        "offers": 1,
+        "first_offered_at": t0 + 3 * S,
+        "answered_at": t0 + 5 * S + 876,
+        "time_to_answer_ms": 5000,
+        "wait_before_offer_ms": 3000,
+        "ring_ms": 2000,
+        "abandon_ms": None,
+        "transfers": 0,
+        "blind_transfers": 0,
+        "warm_transfers": 0,
+        "consults": 0,
+        "conferences": 0,
+        "agent_path": ["a1"],
+        "first_agent_id": "a1",
+        "final_agent_id": "a1",
+        "talk_ms": 26000,
+        "hold_ms": 5000,
+        "park_ms": 0,
+        "interruption_ms": 0,
+        "wrap_ms": 4000,
+        "handle_ms": 35000,
+        "customer_hold_ms": 5000,
+        "customer_hold_count": 1,
+        "hold_abandon": False,
+        "anomaly_count": 0,
+        "inference": ["direction"],
+    }
+    return {**row, **changes}
+
+
+def _unanswered(interaction_id: str, t0: int, **changes) -> dict:
+    """An interaction nobody answered: no agent connected (an inbound abandon by default)."""
+    nobody = dict.fromkeys(("answered_at", "time_to_answer_ms", "ring_ms", "first_agent_id", "final_agent_id"))
+    zero = dict.fromkeys(("talk_ms", "hold_ms", "wrap_ms", "handle_ms", "customer_hold_ms", "customer_hold_count"), 0)
+    row = _interaction(interaction_id, t0, **nobody, **zero, agent_path=[])
+    return {**row, "outcome": "abandoned_while_alerting", "abandon_ms": 4000, "ended_at": t0 + 4 * S, **changes}
+
+
 def _segments(channel_id: str, parts: list[tuple[str, int, int | None, str, str | None]]) -> list[dict]:
     rows = []
     for seq, (state, start, end, started_by, ended_by) in enumerate(parts):
@@ -113,6 +167,18 @@ def _segments(channel_id: str, parts: list[tuple[str, int, int | None, str, str 
             }
         )
     return rows
+
+
+def _agent_interval(start: int, **values) -> dict:
+    """Agent a1's 15-minute interval from ``start``: zeros but ``values``."""
+    row = {"agent_id": "a1", "user_id": "u1", "interval_start": start, "interval_end": start + 900 * S}
+    return {**row, **dict.fromkeys(TABLES["agent_intervals"].names[4:], 0), **values}
+
+
+def _service_interval(start: int, **values) -> dict:
+    """The 15-minute service interval from ``start``: zeros but ``values``."""
+    row = {"interval_start": start, "interval_end": start + 900 * S}
+    return {**row, **dict.fromkeys(TABLES["service_intervals"].names[2:], 0), **values}
 
 
 def _valid_tables() -> dict[str, list[dict]]:
@@ -177,6 +243,72 @@ def _valid_tables() -> dict[str, list[dict]]:
                 "is_open": False,
                 "is_inferred": False,
             }
+        ],
+        "interactions": [
+            _interaction("i1", t0),
+            _unanswered("i2", t0 + 60 * S, last_event_at=t0 + 64 * S, duration_ms=4000),
+            _unanswered(
+                "i3",
+                DAY2,
+                direction="outbound",
+                outcome="in_progress",
+                abandon_ms=None,
+                ended_at=None,
+                duration_ms=None,
+                is_complete=False,
+                first_offered_at=None,
+                wait_before_offer_ms=None,
+                last_event_at=DAY2 + 3 * S,
+            ),
+        ],
+        "agent_intervals": [
+            _agent_interval(DAY1, logged_in_ms=90000, ready_ms=60000, away_ms=30000, idle_ms=60000),
+            _agent_interval(
+                DAY1 + 3600 * S,
+                logged_in_ms=30000,
+                other_presence_ms=30000,  # inferred: c1 after the logout
+                alert_ms=1000,
+                talk_ms=20000,
+                hold_ms=5000,
+                wrap_ms=4000,
+                busy_ms=29000,
+                active_channel_ms=29000,
+                max_concurrency=1,
+                offers=1,
+                answered=1,
+                handled=1,
+                handle_ms_of_handled=29000,
+            ),
+        ],
+        "service_intervals": [
+            _service_interval(
+                DAY1 + 3600 * S,
+                inbound=1,
+                answered=1,
+                **{f"answered_within_{s}s": 1 for s in SERVICE_THRESHOLDS},
+                sum_time_to_answer_ms=1000,
+                max_time_to_answer_ms=1000,
+                handled=1,
+                handle_ms_of_handled=29000,
+            ),
+            _service_interval(
+                DAY2,
+                inbound=3,
+                answered=1,
+                abandoned=1,
+                in_progress=1,
+                short_abandoned=1,
+                **{f"answered_within_{s}s": 1 for s in SERVICE_THRESHOLDS[1:]},
+                **{f"abandoned_within_{s}s": 1 for s in SERVICE_THRESHOLDS},
+                sum_time_to_answer_ms=15000,
+                max_time_to_answer_ms=15000,
+                sum_abandon_ms=3000,
+                outbound=2,
+                outbound_connected=1,
+                transfers=1,
+                consults=1,
+                conferences=1,
+            ),
         ],
         "dead_letter": [
             {
@@ -259,7 +391,7 @@ def test_valid_output_passes_quietly_and_writes_results(tmp_path, capfd):
     assert (out / "data_docs" / "index.html").is_file()
     assert verdict.data_docs == str(out / "data_docs" / "index.html")
     rows = sum(len(r) for r in _valid_tables().values())
-    assert format_verdict(verdict).startswith(f"validation passed: 5 tables, {rows} rows, ")
+    assert format_verdict(verdict).startswith(f"validation passed: {len(TABLES)} tables, {rows} rows, ")
     assert summary["summary"] == verdict.headline and "0 failed" in verdict.headline
 
 
@@ -364,7 +496,7 @@ def test_workers_give_the_verdict_files_and_docs_of_one_process(tmp_path):
     docs = [
         sorted(p.relative_to(r).parts[:2] for p in r.rglob("*.html")) for r in (tmp_path / "here", tmp_path / "workers")
     ]
-    assert docs[0] == docs[1] and len(docs[0]) == 11  # the index, a suite page and a result page per table
+    assert docs[0] == docs[1] and len(docs[0]) == 1 + 2 * len(TABLES)  # the index, a suite and a result page per table
     index = (tmp_path / "workers" / "_validation" / "data_docs" / "index.html").read_text()
     assert all(f"expectations/{table}.html" in index and f"validations/{table}/" in index for table in TABLES)
     assert "dataContextId" not in index  # as in one process: no id in the pages' links

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 import zlib
 from collections import Counter
@@ -50,17 +51,38 @@ DEAD = "dead"
 STATS = "stats"
 
 
+_WILDCARD_RE = re.compile(r"[*?\[]")
+
+
 class NoInputError(ValueError):
     """A glob matched no file."""
 
 
+def is_hidden_match(pattern: str, path: str) -> bool:
+    """Whether ``path``, matched by ``pattern``, is hidden: a file or folder below the
+    pattern's literal folder whose name starts with ``.``, where the pattern's own parts
+    there do not (the writers' temporary files: a half-written file is never read). A
+    pattern without wildcards names its file on purpose."""
+    wildcard = _WILDCARD_RE.search(pattern)
+    if wildcard is None:
+        return False
+    prefix = pattern[: pattern.rfind("/", 0, wildcard.start()) + 1]
+    if any(part.startswith(".") for part in pattern[len(prefix) :].split("/")):
+        return False
+    rest = path[len(prefix) :] if path.startswith(prefix) else path.rsplit("/", 1)[-1]
+    return any(part.startswith(".") for part in rest.split("/"))
+
+
 def expand_patterns(patterns: list[str]) -> list[str]:
-    """Every file matching any pattern, sorted, de-duplicated. Raises NoInputError for a
-    pattern that matches nothing (an empty success would hide a typo)."""
+    """Every file matching any pattern, sorted, de-duplicated, hidden files left out (see
+    :func:`is_hidden_match`). Raises NoInputError for a pattern that matches nothing (an
+    empty success would hide a typo)."""
     paths: set[str] = set()
     results = FileSystems.match(patterns)
     for pattern, result in zip(patterns, results, strict=True):
-        found = [m.path for m in result.metadata_list if not m.path.endswith("/")]
+        found = [
+            m.path for m in result.metadata_list if not m.path.endswith("/") and not is_hidden_match(pattern, m.path)
+        ]
         if not found:
             raise NoInputError(f"no input file matches {pattern!r}")
         paths.update(found)

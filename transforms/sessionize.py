@@ -1,9 +1,14 @@
-"""Batch sessionization: thin Beam shells around the pure cores in :mod:`transforms.timeline`
-and :mod:`transforms.presence`.
+"""Batch sessionization: thin Beam shells around the pure cores in :mod:`transforms.timeline`,
+:mod:`transforms.presence`, :mod:`transforms.interaction` and :mod:`transforms.intervals`.
 
 Events travel in batches keyed by a shard of their entity (channel or agent), so Beam's
 per-element cost is paid per batch, not per event; one GroupByKey brings all of a shard's
-events together and the pure core runs once per channel and once per agent.
+events together and the pure core runs once per channel and once per agent. The channel
+stage ships what the later cores read of each channel the same way, batched per shard: agent
+work by agent shard, interaction summaries by interaction shard (one more GroupByKey, the
+interaction core once per interaction). The channel and interaction stages also make the
+service intervals' contributions, combined globally (:class:`ServiceIntervals`); the agent
+stage makes the agent intervals.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ import msgspec
 
 from transforms.collector import paused_gc
 from transforms.events import FIELD, DeadLetter, Event, compress, decompress, unpack
+from transforms.interaction import INTERACTION_COLUMNS, channel_summary, interaction_key, interaction_values
+from transforms.intervals import (
+    HANDLED_FIELDS,
+    INTERACTION_FIELDS,
+    agent_intervals,
+    merge_all,
+    service_handled,
+    service_interactions,
+    service_rows,
+)
 from transforms.io import shard_of
 from transforms.parquet import RowBatch
 from transforms.presence import WORK_SEGMENT_FIELDS, sessionize_agent
@@ -27,14 +42,18 @@ from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult,
 log = logging.getLogger(__name__)
 
 AGENT_WORK = "agent_work"
+INTERACTION_WORK = "interaction_work"
 STATS = "stats"
-#: What the agent core reads of a channel's segments and session (the rest stays behind).
-_WORK_SESSION_KEYS = ("agent_id", "party_role", "user_id", "first_event_at")
+SERVICE = "service"
+#: What the agent and interval cores read of a channel's segments and session (the rest stays behind).
+_WORK_SESSION_KEYS = ("agent_id", "party_role", "user_id", "first_event_at", "connected_at", "ended_at", "handle_ms")
 _work_segment = itemgetter(*map(SEGMENT_COLUMNS.index, WORK_SEGMENT_FIELDS))
 _WORK_AGENT = WORK_SEGMENT_FIELDS.index("agent_id")
 _work_session = itemgetter(*map(SESSION_COLUMNS.index, _WORK_SESSION_KEYS))
 #: What the channel stage reads of a session (event and duplicate counts, agent, role).
 _tallies = itemgetter(*map(SESSION_COLUMNS.index, ("event_count", "duplicate_count", "agent_id", "party_role")))
+_handled = itemgetter(*map(SESSION_COLUMNS.index, HANDLED_FIELDS))
+_interaction_fields = itemgetter(*map(INTERACTION_COLUMNS.index, INTERACTION_FIELDS))
 
 
 def _label(shard: int) -> str:
@@ -55,10 +74,14 @@ def _by_key(batches) -> dict[str, list[Event]]:
 class SessionizeChannelShardFn(beam.DoFn):
     """``(shard, [packed events])`` in. Out: a :class:`RowBatch` of ``channel_sessions`` and one
     of ``channel_segments`` (main), ``(agent_shard, bytes)`` of agent channels (``agent_work``,
-    :func:`pack_work`) and a statistics dict (``stats``)."""
+    :func:`pack_work`), ``(interaction_shard, bytes)`` of every channel's summary
+    (``interaction_work``, :func:`pack_summaries`), the shard's ``handled`` service
+    contributions (``service``, :func:`transforms.intervals.service_handled`) and a
+    statistics dict (``stats``)."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, interval_ms: int) -> None:
         self.shards = shards
+        self.interval_ms = interval_ms
 
     def process(self, element):
         with paused_gc():
@@ -69,12 +92,15 @@ class SessionizeChannelShardFn(beam.DoFn):
         sessions: list[tuple] = []
         segments: list[tuple] = []
         work: dict[int, tuple[list[tuple], list[tuple]]] = defaultdict(lambda: ([], []))
+        summaries: dict[int, list[tuple]] = defaultdict(list)
         valid = duplicates = 0
         for events in _by_key(batches).values():
             result = sessionize_channel(events)
             events.clear()  # freed now, while fresh in memory
             sessions.append(result.session_values)
             segments.extend(result.segment_values)
+            summary = channel_summary(result)
+            summaries[shard_of(interaction_key(summary), self.shards)].append(summary)
             events_, dropped, agent, role = _tallies(result.session_values)
             valid += events_
             duplicates += dropped
@@ -88,6 +114,9 @@ class SessionizeChannelShardFn(beam.DoFn):
             yield RowBatch("channel_segments", _label(shard), segments)
         for agent_shard, (segs, sess) in work.items():
             yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, pack_work(segs, sess)))
+        yield beam.pvalue.TaggedOutput(SERVICE, service_handled(map(_handled, sessions), interval_ms=self.interval_ms))
+        for interaction_shard, values in summaries.items():
+            yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (interaction_shard, pack_summaries(values)))
         yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "channels": len(sessions)})
         log.info(
             "channel shard %s: %d channels, %d segments, %d events in %.1fs",
@@ -97,20 +126,22 @@ class SessionizeChannelShardFn(beam.DoFn):
 
 class SessionizeChannels(beam.PTransform):
     """Channel event batches ``(shard, packed events)`` in; a tuple out: table row batches
-    (:class:`RowBatch`, main), agent work ``(agent_shard, bytes)`` and stats."""
+    (:class:`RowBatch`, main), agent work ``(agent_shard, bytes)``, interaction work
+    ``(interaction_shard, bytes)``, service contributions (``service``) and stats."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, interval_ms: int) -> None:
         super().__init__()
         self.shards = shards
+        self.interval_ms = interval_ms
 
     def expand(self, batches):
         return (
             batches
             | "GroupByChannelShard" >> beam.GroupByKey()
             | "SessionizeChannelShard"
-            >> beam.ParDo(SessionizeChannelShardFn(self.shards))
+            >> beam.ParDo(SessionizeChannelShardFn(self.shards, self.interval_ms))
             .with_output_types(RowBatch)
-            .with_outputs(AGENT_WORK, STATS, main="rows")
+            .with_outputs(AGENT_WORK, INTERACTION_WORK, STATS, SERVICE, main="rows")
         )
 
 
@@ -137,12 +168,12 @@ def unpack_work(packed: bytes) -> tuple[list[list], list[dict]]:
     return segments, [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions]
 
 
-def _sessionize_agent_shard(element):
+def _sessionize_agent_shard(element, interval_ms: int):
     with paused_gc():
-        yield from _agent_shard_rows(*element)
+        yield from _agent_shard_rows(*element, interval_ms)
 
 
-def _agent_shard_rows(shard, tagged):
+def _agent_shard_rows(shard, tagged, interval_ms: int):
     started = time.monotonic()
     presence: dict[str, list[Event]] = defaultdict(list)
     segments: dict[str, list[list]] = defaultdict(list)
@@ -159,19 +190,26 @@ def _agent_shard_rows(shard, tagged):
                 sessions[row["agent_id"]].append(row)
     presence_rows: list[dict] = []
     session_rows: list[dict] = []
+    interval_rows: list[tuple] = []
     valid = duplicates = 0
     agents = sorted(presence.keys() | segments.keys())
     for agent in agents:
         events, dropped = dedup(presence.get(agent, ()))
         valid += len(events)
         duplicates += dropped
-        result = sessionize_agent(agent, events, segments.get(agent, ()), sessions.get(agent, ()))
+        segs, sess = segments.get(agent, ()), sessions.get(agent, ())
+        result = sessionize_agent(agent, events, segs, sess)
         presence_rows.extend(result.presence)
         session_rows.extend(result.sessions)
+        interval_rows.extend(
+            agent_intervals(agent, result.presence, result.sessions, segs, sess, interval_ms=interval_ms)
+        )
     if presence_rows:
         yield RowBatch("agent_presence", _label(shard), presence_rows)
     if session_rows:
         yield RowBatch("agent_sessions", _label(shard), session_rows)
+    if interval_rows:
+        yield RowBatch("agent_intervals", _label(shard), interval_rows)
     yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": len(agents)})
     log.info(
         "agent shard %s: %d agents, %d presence rows, %d sessions in %.1fs",
@@ -181,7 +219,12 @@ def _agent_shard_rows(shard, tagged):
 
 class SessionizeAgents(beam.PTransform):
     """Presence event batches ``(shard, packed events)`` and agent work ``(shard, bytes)``
-    (:func:`pack_work`) in, as a pair; table row batches (:class:`RowBatch`, main) and stats out."""
+    (:func:`pack_work`) in, as a pair; table row batches (:class:`RowBatch`, main: the agent
+    tables and ``agent_intervals`` on a grid of ``interval_ms``) and stats out."""
+
+    def __init__(self, interval_ms: int) -> None:
+        super().__init__()
+        self.interval_ms = interval_ms
 
     def expand(self, pair):
         presence, work = pair
@@ -192,7 +235,88 @@ class SessionizeAgents(beam.PTransform):
             | "FlattenAgentInputs" >> beam.Flatten()
             | "GroupByAgentShard" >> beam.GroupByKey()
             | "SessionizeAgentShard"
-            >> beam.ParDo(_sessionize_agent_shard).with_output_types(RowBatch).with_outputs(STATS, main="rows")
+            >> beam.ParDo(_sessionize_agent_shard, self.interval_ms)
+            .with_output_types(RowBatch)
+            .with_outputs(STATS, main="rows")
+        )
+
+
+class ServiceIntervals(beam.PTransform):
+    """Service contributions (:data:`transforms.intervals.ServiceTotals` dicts, any number;
+    a PCollection or a tuple of them) in;
+    one :class:`RowBatch` of every ``service_intervals`` row out: the contributions are
+    combined globally by :func:`transforms.intervals.merge_all` (associative, so the runner
+    combines them partially where they are made)."""
+
+    def __init__(self, interval_ms: int) -> None:
+        super().__init__()
+        self.interval_ms = interval_ms
+
+    def expand(self, contributions):
+        step = self.interval_ms
+        if isinstance(contributions, tuple):
+            contributions = contributions | "FlattenContributions" >> beam.Flatten()
+        return (
+            contributions
+            | "CombineIntervals" >> beam.CombineGlobally(merge_all)
+            | "ServiceRows"
+            >> beam.Map(
+                lambda totals: RowBatch("service_intervals", "all", service_rows(totals, interval_ms=step))
+            ).with_output_types(RowBatch)
+        )
+
+
+def pack_summaries(summaries: list[tuple]) -> bytes:
+    """Channel summaries (:func:`transforms.interaction.channel_summary`) as one ``bytes``
+    value, like :func:`pack_work`; :func:`unpack_summaries` restores them (as lists)."""
+    return compress(msgspec.msgpack.encode(summaries))
+
+
+def unpack_summaries(packed: bytes) -> list[list]:
+    return msgspec.msgpack.decode(decompress(packed))
+
+
+def _sessionize_interaction_shard(element, interval_ms: int, short_abandon_ms: int):
+    with paused_gc():
+        yield from _interaction_shard_rows(*element, interval_ms, short_abandon_ms)
+
+
+def _interaction_shard_rows(shard, batches, interval_ms: int, short_abandon_ms: int):
+    started = time.monotonic()
+    by_interaction: dict[str, list[list]] = defaultdict(list)
+    for batch in batches:
+        for summary in unpack_summaries(batch):
+            by_interaction[interaction_key(summary)].append(summary)
+    rows = [interaction_values(channels) for channels in by_interaction.values()]
+    if rows:
+        yield RowBatch("interactions", _label(shard), rows)
+    service = service_interactions(
+        map(_interaction_fields, rows), interval_ms=interval_ms, short_abandon_ms=short_abandon_ms
+    )
+    yield beam.pvalue.TaggedOutput(SERVICE, service)
+    yield beam.pvalue.TaggedOutput(STATS, {"interactions": len(rows)})
+    log.info("interaction shard %s: %d interactions in %.1fs", _label(shard), len(rows), time.monotonic() - started)
+
+
+class SessionizeInteractions(beam.PTransform):
+    """Interaction work ``(interaction_shard, bytes)`` (:func:`pack_summaries`) in; out:
+    ``interactions`` row batches (:class:`RowBatch`, main), their service contributions on a
+    grid of ``interval_ms`` (``service``, :func:`transforms.intervals.service_interactions`)
+    and stats."""
+
+    def __init__(self, interval_ms: int, short_abandon_ms: int) -> None:
+        super().__init__()
+        self.interval_ms = interval_ms
+        self.short_abandon_ms = short_abandon_ms
+
+    def expand(self, work):
+        return (
+            work
+            | "GroupByInteractionShard" >> beam.GroupByKey()
+            | "SessionizeInteractionShard"
+            >> beam.ParDo(_sessionize_interaction_shard, self.interval_ms, self.short_abandon_ms)
+            .with_output_types(RowBatch)
+            .with_outputs(STATS, SERVICE, main="rows")
         )
 
 

@@ -1,13 +1,17 @@
 """Streaming composites: Pub/Sub messages in; the batch job's tables, a raw archive and
 dead letters out, computed by the same pure cores (:mod:`transforms.timeline`,
-:mod:`transforms.presence`) as batch.
+:mod:`transforms.presence`, :mod:`transforms.interaction`, :mod:`transforms.intervals`) as batch.
 
 The graph (labels are stable: a Dataflow ``--update`` maps state by them)::
 
-    messages - Parse -+- (channel id, Received) ------- Channels -+- (table, row) ------+
-                      |                                           +- (agent id, Work) -+|
+    messages - Parse -+- (channel id, Received) -+----- Channels -+- (table, row) ------------------+
+                      |                          |                +- (agent id, Work) -+            |
+                      |                          |                +- (interaction id,  |            |
+                      |                          |                   ChannelOpened | ChannelDone)   |
+                      |                          |                   -- Interactions --------------+- (table, row)
                       +- (agent id, Received) presence -----------------------+ Agents -+- (table, row)
                       +- (agent id, Activity) agent-channel arrivals ---------+         |
+                      |                          +- Service (channel events, channel and interaction rows) -+
                       +- (table, row) dead letters -----------------------------------+- WriteTables
                       +- (event_date, line) valid events --------------------------------- WriteArchive
 
@@ -36,6 +40,27 @@ time, never behind it.
   work, inferred sessions); the ``loggedOut`` interval stays open in state until the next
   login. An agent inactive for ``expire_after`` is emitted as is (open rows included), once
   its channel work is in. Presence events older than what was emitted are ``late``.
+  Its ``agent_intervals`` go out with those rows: the intervals up to the logout; the
+  logout's interval (and any later one with post-logout work) is held in state and
+  released ``grace`` after its end if no presence or work came since, else merged into the
+  next emission. Parts for an interval already emitted are dropped and counted.
+- Service interval (state keyed by interval start): every channel event announces its
+  interaction in the interval of its time, and a ``channel.ended`` its channel too; each
+  emitted interaction settles the intervals from its ``started_at`` to its last event (with
+  its contribution in the first), each emitted channel with an ``ended`` the intervals
+  from its ``ended_at`` to its last event (with its handled count in the first). The row is
+  emitted once ``grace`` has passed after the interval's end and everything announced in
+  it is settled (at the latest at the dedup horizon); contributions after that are
+  dropped and counted. So an interval waits for the interactions with an event in it.
+- Interaction: the channel stage announces each channel to its interaction's key when it
+  buffers the channel's first event with an interaction id (``ChannelOpened``) and sends
+  its summary and session row when it emits it (``ChannelDone``, to the same key; a
+  channel without interaction id is its own interaction, keyed by its channel id). The
+  interaction is emitted ``grace`` after the ``ChannelDone`` that leaves no announced
+  channel without its summary, unless a new channel is announced meanwhile: so once every
+  channel it has is complete, or was emitted incomplete at its own expiry (then the row
+  has ``is_complete`` false). Its channel ids are kept for the dedup horizon: a channel
+  emitted after that is ``late`` (raw: its session row as JSON).
 
 Outputs to files are stamped with their arrival time at the writer and grouped in fixed
 windows of that time, so a row is written in the window in which it became final, never
@@ -56,7 +81,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 import orjson
@@ -72,7 +97,24 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas import PARTITION_COLUMN, PARTITION_SOURCE
-from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line
+from transforms.events import MAX_EVENT_BYTES, DeadLetter, Event, dead_letter, parse_line, parse_timestamp
+from transforms.interaction import channel_summary, interaction_key, interaction_row
+from transforms.intervals import (
+    AGENT_INTERVAL_COLUMNS,
+    DEFAULT_INTERVAL_MINUTES,
+    DEFAULT_SHORT_ABANDON_SECONDS,
+    SERVICE_INTERVAL_COLUMNS,
+    agent_intervals,
+    handled_fields,
+    interaction_fields,
+    interval_ms,
+    merge_agent_rows,
+    merge_service,
+    service_handled,
+    service_interactions,
+    service_rows,
+    take_final,
+)
 from transforms.parquet import table_file, to_arrow, utc_date, write_parquet
 from transforms.presence import LOGGED_OUT, normalize_presence_type, sessionize_agent
 from transforms.timeline import sessionize_channel
@@ -89,8 +131,10 @@ ACTIVITY = "activity"
 DEAD = "dead"
 ARCHIVE = "archive"
 AGENT_WORK = "agent_work"
+INTERACTION_WORK = "interaction_work"
 
 KeyedAny = beam.typehints.Tuple[str, beam.typehints.Any]
+IntervalKeyed = beam.typehints.Tuple[int, beam.typehints.Any]
 
 
 class Received(typing.NamedTuple):
@@ -120,19 +164,44 @@ class Work(typing.NamedTuple):
     session: dict | None = None
 
 
+class ChannelOpened(typing.NamedTuple):
+    """To an interaction's key from the channel stage: ``channel_id`` has its first event."""
+
+    channel_id: str
+
+
+class ChannelDone(typing.NamedTuple):
+    """To an interaction's key from the channel stage: ``channel_id`` was emitted, with its
+    summary (:func:`transforms.interaction.channel_summary`) and its session row."""
+
+    channel_id: str
+    summary: tuple
+    session: dict
+
+
 @dataclass(frozen=True)
 class StreamSettings:
-    """Timing of the stateful stages, in seconds, and the message size cap."""
+    """Timing of the stateful stages, in seconds, the message size cap and the interval
+    reports' grid (minutes) and short-abandon threshold (seconds)."""
 
     grace_seconds: int = 60
     expire_after_seconds: int = 4 * 3600
     dedup_horizon_seconds: int = 86400
     max_event_bytes: int = MAX_EVENT_BYTES
+    interval_minutes: int = DEFAULT_INTERVAL_MINUTES
+    short_abandon_seconds: int = DEFAULT_SHORT_ABANDON_SECONDS
 
     def __post_init__(self) -> None:
-        for name in ("grace_seconds", "expire_after_seconds", "dedup_horizon_seconds", "max_event_bytes"):
+        for name in (
+            "grace_seconds",
+            "expire_after_seconds",
+            "dedup_horizon_seconds",
+            "max_event_bytes",
+            "short_abandon_seconds",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        interval_ms(self.interval_minutes)  # one of the grid lengths, or ValueError
 
 
 def agent_of(ev: Event) -> str | None:
@@ -161,6 +230,9 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / US, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ts(us: int) -> Timestamp:
     return Timestamp(micros=us)
 
@@ -171,11 +243,13 @@ def _later(event_us: int, clock: Callable[[], float], delay_s: int) -> int:
 
 
 def _arm(timer, current_us: int, wanted_us: int) -> int:
-    """Set ``timer`` to ``wanted_us`` unless it is already set later; returns the firing time."""
-    if wanted_us > current_us:
+    """The expiry wanted at ``max(current_us, wanted_us)``; returns it. ``timer`` is set only
+    when none is (``current_us`` 0): a timer that fires before the time wanted is set again
+    to it by its handler, so an event moves no timer (one timer write per expiry, not one
+    per event)."""
+    if not current_us:
         timer.set(_ts(wanted_us))
-        return wanted_us
-    return current_us
+    return max(current_us, wanted_us)
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -245,13 +319,16 @@ class _ChannelMeta:
     duplicates: int = 0
     consumed: Counter | None = None  # agent id -> arrivals buffered (for the agent ledger)
     ended: int | None = None  # earliest `ended` time (µs)
-    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    expires: int = 0  # when the channel expires (µs), only ever later; its timer may fire earlier, then re-arms
     final: frozenset | None = None  # after emission: the channel's (source, id) pairs
+    interaction: str | None = None  # the interaction key the channel was announced to
+    ids: set | None = None  # the (source, id) pairs in the event bag: only a known one can be a copy
 
 
 class SessionizeChannelFn(beam.DoFn):
     """``(channel id, Received)`` in. Out: ``(table, row)`` for ``channel_sessions`` and
-    ``channel_segments`` (main, from timers), ``(agent id, Work)`` (``agent_work``) and
+    ``channel_segments`` (main, from timers), ``(agent id, Work)`` (``agent_work``),
+    ``(interaction id, ChannelOpened | ChannelDone)`` (``interaction_work``) and
     ``("dead_letter", row)`` of late events (``dead``). State and timers: module docstring."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
@@ -288,14 +365,22 @@ class SessionizeChannelFn(beam.DoFn):
             m.consumed = Counter()
         if agent is not None:
             m.consumed[agent] += 1
-        if any(old == ev for old in events.read()):
+        if m.ids is None:
+            m.ids = set()
+        ident = (ev.source, ev.id)
+        if ident in m.ids and any(old == ev for old in events.read()):
             # An exact copy: dropped here. A copy with the same id but other content stays in
-            # the bag, and the core keeps the same one batch keeps.
+            # the bag, and the core keeps the same one batch keeps. The bag is read only for
+            # an id already in it: O(1) state reads per event, not the whole bag every time.
             m.duplicates += 1
             self.duplicates.inc()
             meta.write(m)
             return
+        m.ids.add(ident)
         events.add(ev)
+        if m.interaction is None and ev.interaction_id is not None:
+            m.interaction = ev.interaction_id
+            yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (m.interaction, ChannelOpened(channel_id)))
         if ev.type == "channel.ended" and (m.ended is None or ev.ts < m.ended):
             m.ended = ev.ts
             end.set(_ts(_later(ev.ts, self.clock, self.settings.grace_seconds)))
@@ -324,7 +409,8 @@ class SessionizeChannelFn(beam.DoFn):
     ):
         m = meta.read()
         if m is not None and fired.micros < m.expires:
-            return  # a firing superseded by a later reset
+            expiry.set(_ts(m.expires))  # activity since it was set: the expiry is later
+            return
         if m is None or m.final is not None:
             events.clear()
             meta.clear()  # the marker's horizon is over: forget the channel
@@ -345,6 +431,9 @@ class SessionizeChannelFn(beam.DoFn):
             yield "channel_segments", seg
         for agent, n in sorted((m.consumed or {}).items()):
             yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent, Work(channel_id, n, segments, session)))
+        summary = channel_summary(result)
+        key = m.interaction or interaction_key(summary)
+        yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (key, ChannelDone(channel_id, summary, session)))
         events.clear()
         horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
         expiry.set(_ts(horizon))
@@ -353,7 +442,8 @@ class SessionizeChannelFn(beam.DoFn):
 
 class SessionizeChannelsStreaming(beam.PTransform):
     """``(channel id, Received)`` at event time in; out: ``(table, row)`` rows (main),
-    ``(agent id, Work)`` (``agent_work``) and ``("dead_letter", row)`` (``dead``)."""
+    ``(agent id, Work)`` (``agent_work``), ``(interaction id, ChannelOpened | ChannelDone)``
+    (``interaction_work``) and ``("dead_letter", row)`` (``dead``)."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
@@ -363,7 +453,7 @@ class SessionizeChannelsStreaming(beam.PTransform):
     def expand(self, events):
         return events | "SessionizeChannel" >> beam.ParDo(
             SessionizeChannelFn(self.settings, self.clock)
-        ).with_input_types(KeyedAny).with_outputs(AGENT_WORK, DEAD, main="rows")
+        ).with_input_types(KeyedAny).with_outputs(AGENT_WORK, INTERACTION_WORK, DEAD, main="rows")
 
 
 # --- agents ----------------------------------------------------------------------------
@@ -387,9 +477,12 @@ class _AgentMeta:
     due: int | None = None  # a flush is wanted at this event time (µs): logout + grace
     cutoff: int | None = None  # presence before this time (µs) is final
     final: dict | None = None  # (source, id) -> time (µs) of emitted presence events
-    expires: int = 0  # when the expiry timer fires (µs): it only ever moves later
+    expires: int = 0  # when the agent expires (µs), only ever later; its timer may fire earlier, then re-arms
     collect: bool = False  # the expiry timer is the end of the horizon (forget the agent)
     waiting: bool = False  # the inactivity expiry fired while channel work was in flight
+    held: dict | None = None  # agent_intervals rows not final yet: interval start (µs) -> values
+    frontier: int | None = None  # agent_intervals ending at or before this time (µs) were emitted
+    release: int | None = None  # the flush timer is wanted then to emit held intervals (µs)
 
 
 def _agent_rows(agent_id: str, events: list[Event], work: list[tuple]):
@@ -397,6 +490,9 @@ def _agent_rows(agent_id: str, events: list[Event], work: list[tuple]):
     segments = [seg for segs, _ in work for seg in segs]
     sessions = [row for _, row in work if row is not None]
     return sessionize_agent(agent_id, events, segments, sessions)
+
+
+_END_OF_TIME = 1 << 62  # µs: later than any time
 
 
 def _settled(m: _AgentMeta) -> bool:
@@ -413,6 +509,8 @@ class SessionizeAgentFn(beam.DoFn):
         self.clock = clock
         self.duplicates = Metrics.counter(METRICS, "duplicates_dropped")
         self.late = Metrics.counter(METRICS, "late_events")
+        self.late_intervals = Metrics.counter(METRICS, "late_agent_interval_parts")
+        self.step = interval_ms(settings.interval_minutes)
 
     def process(
         self,
@@ -474,6 +572,8 @@ class SessionizeAgentFn(beam.DoFn):
             return
         if m.due is not None:
             flush.set(_ts(max(m.due, at_us)))
+        elif m.release is not None:
+            flush.set(_ts(max(m.release, at_us)))
         if m.waiting:
             m.waiting = False
             m.expires = max(m.expires, at_us)
@@ -487,17 +587,23 @@ class SessionizeAgentFn(beam.DoFn):
         presence=_AG_PRESENCE,
         work=_AG_WORK,
         meta=_AG_META,
+        flush=_AG_FLUSH,
         expiry=_AG_EXPIRY,
     ):
         m = meta.read()
+        if m is not None and m.due is None and m.release is not None:
+            yield from self._release(fired, m, presence, work, meta)
+            return
         if m is None or m.due is None or fired.micros < m.due or not _settled(m):
             return  # not due, or channel work still in flight: the Work that settles it re-arms
         latest = max(presence.read(), key=lambda ev: (ev.ts, ev.id, ev.source), default=None)
         if latest is None or normalize_presence_type(latest.presence_type) != LOGGED_OUT:
             m.due = None  # logged in again since: the next logout flushes
+            if m.release is not None:
+                flush.set(_ts(max(m.release, fired.micros)))
             meta.write(m)
             return
-        yield from self._emit(key, fired, m, presence, work, meta, expiry)
+        yield from self._emit(key, fired, m, presence, work, meta, expiry, flush)
 
     @on_timer(_AG_EXPIRY_TIMER)
     def on_expiry(
@@ -507,31 +613,40 @@ class SessionizeAgentFn(beam.DoFn):
         presence=_AG_PRESENCE,
         work=_AG_WORK,
         meta=_AG_META,
+        flush=_AG_FLUSH,
         expiry=_AG_EXPIRY,
     ):
         m = meta.read()
         if m is not None and fired.micros < m.expires:
-            return  # a firing superseded by a later reset
+            expiry.set(_ts(m.expires))  # activity since it was set: the expiry is later
+            return
         if m is not None and not m.collect:
             if not _settled(m):  # channel work in flight: the Work that settles it re-arms
                 m.waiting = True
                 meta.write(m)
                 return
-            yield from self._emit(key, fired, m, presence, work, meta, expiry)
+            yield from self._emit(key, fired, m, presence, work, meta, expiry, flush)
             return
-        # The horizon is over: emit what is left (an open loggedOut interval) and forget the agent.
-        result = _agent_rows(key, list(presence.read()), list(work.read()))
+        # The horizon is over: emit what is left (an open loggedOut interval, intervals still
+        # held) and forget the agent.
+        items = list(work.read())
+        result = _agent_rows(key, list(presence.read()), items)
         yield from (("agent_presence", row) for row in result.presence)
         yield from (("agent_sessions", row) for row in result.sessions)
+        if m is not None:
+            self._add_intervals(key, result, items, m)
+            yield from self._final_intervals(m, _END_OF_TIME)
         presence.clear()
         work.clear()
         meta.clear()
 
-    def _emit(self, agent_id, fired, m, presence, work, meta, expiry):
-        """Emit the agent's rows but an open ``loggedOut`` interval, whose events stay;
-        remember what was emitted and arm the end of the horizon."""
+    def _emit(self, agent_id, fired, m, presence, work, meta, expiry, flush):
+        """Emit the agent's rows but an open ``loggedOut`` interval, whose events stay, and its
+        final intervals (see :meth:`_add_intervals`); remember what was emitted and arm the
+        end of the horizon (and, from a flush, the release of the intervals held)."""
         events = list(presence.read())
-        result = _agent_rows(agent_id, events, list(work.read()))
+        items = list(work.read())
+        result = _agent_rows(agent_id, events, items)
         rows = result.presence
         kept: list[Event] = []
         if rows and rows[-1]["presence_type"] == LOGGED_OUT:
@@ -543,6 +658,14 @@ class SessionizeAgentFn(beam.DoFn):
             cutoff = max((ev.ts for ev in events), default=None)
         yield from (("agent_presence", row) for row in rows)
         yield from (("agent_sessions", row) for row in result.sessions)
+        self._add_intervals(agent_id, result, items, m)
+        # After a logout the next login may still add to the logout's interval: it is held.
+        yield from self._final_intervals(m, cutoff if kept else _END_OF_TIME)
+        m.release = None
+        if m.held:
+            last_end = max(row[3] for row in m.held.values())
+            m.release = _later(last_end, self.clock, self.settings.grace_seconds)
+            flush.set(_ts(m.release))
         presence.clear()
         work.clear()
         for ev in kept:
@@ -556,6 +679,37 @@ class SessionizeAgentFn(beam.DoFn):
         m.final, m.due, m.collect = final, None, True
         m.expires = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
         expiry.set(_ts(m.expires))
+        meta.write(m)
+
+    def _add_intervals(self, agent_id: str, result, items: list[tuple], m: _AgentMeta) -> None:
+        """The ``agent_intervals`` of what is being emitted, merged into the held ones; parts of
+        intervals already emitted (work that came after them) are dropped and counted."""
+        segments = [seg for segs, _ in items for seg in segs]
+        sessions = [row for _, row in items if row is not None]
+        rows = agent_intervals(agent_id, result.presence, result.sessions, segments, sessions, interval_ms=self.step)
+        if m.frontier is not None:
+            late = sum(row[3] <= m.frontier for row in rows)
+            if late:
+                self.late_intervals.inc(late)
+                rows = [row for row in rows if row[3] > m.frontier]
+        m.held = merge_agent_rows(m.held or {}, rows)
+
+    def _final_intervals(self, m: _AgentMeta, until: int):
+        """``("agent_intervals", row)`` of the held intervals ending by ``until`` (µs)."""
+        for row in take_final(m.held or {}, until):
+            m.frontier = row[3] if m.frontier is None else max(m.frontier, row[3])
+            yield "agent_intervals", dict(zip(AGENT_INTERVAL_COLUMNS, row, strict=True))
+
+    def _release(self, fired, m: _AgentMeta, presence, work, meta):
+        """The release timer of the intervals held since a flush: those ending before any
+        presence or channel work that came since are final; the others wait for the next
+        emission. Channel work in flight: the Work that settles it re-arms."""
+        if fired.micros < m.release or not _settled(m):
+            return
+        since = [ev.ts for ev in presence.read() if normalize_presence_type(ev.presence_type) != LOGGED_OUT]
+        since += [seg["start_at"] for segs, _ in work.read() for seg in segs if isinstance(seg.get("start_at"), int)]
+        yield from self._final_intervals(m, min(since, default=fired.micros))
+        m.release = None
         meta.write(m)
 
 
@@ -580,12 +734,352 @@ class SessionizeAgentsStreaming(beam.PTransform):
         )
 
 
+# --- interactions ----------------------------------------------------------------------
+
+
+# State and timers of the interaction stage.
+_IX_FLUSH_TIMER = TimerSpec("flush", TimeDomain.WATERMARK)
+_IX_EXPIRY_TIMER = TimerSpec("expiry", TimeDomain.WATERMARK)
+_IX_CHANNELS = beam.DoFn.StateParam(BagStateSpec("channels", PickleCoder()))
+_IX_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_IX_FLUSH = beam.DoFn.TimerParam(_IX_FLUSH_TIMER)
+_IX_EXPIRY = beam.DoFn.TimerParam(_IX_EXPIRY_TIMER)
+
+
+@dataclass
+class _InteractionMeta:
+    """Small per-interaction state next to the bag of its channels."""
+
+    ledger: Counter | None = None  # channel id -> announced minus done (> 0: still open upstream)
+    due: int = 0  # the flush is wanted at this time (µs)
+    final: frozenset | None = None  # after emission: its channel ids
+    expires: int = 0  # after emission: the end of the marker's horizon (µs)
+
+
+def _all_done(m: _InteractionMeta) -> bool:
+    """Every channel announced to the interaction has been emitted by the channel stage."""
+    return not any(n > 0 for n in m.ledger.values()) if m.ledger else True
+
+
+def _iso_us(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def late_channel_row(interaction_id: str, done: ChannelDone) -> dict:
+    """The ``dead_letter`` row (code ``late``, origin ``channel:<id>``) of a channel emitted
+    after its interaction was final; ``raw`` is its session row as JSON (times ISO-8601)."""
+    session = done.session
+    detail = (
+        f"interaction {interaction_id} was already final; its {session.get('party_role')} channel "
+        f"{done.channel_id} (first event {_iso(session['first_event_at'])}) was emitted after"
+    )
+    times = {k: _iso_us(v) for k, v in session.items() if k.endswith("_at") and isinstance(v, int)}
+    raw = orjson.dumps({**session, **times})
+    return dead_letter_row(dead_letter("late", detail, raw, f"channel:{done.channel_id}"), time.time_ns() // 1000)
+
+
+class SessionizeInteractionFn(beam.DoFn):
+    """``(interaction id, ChannelOpened | ChannelDone)`` in. Out: ``("interactions", row)``
+    (main, from the flush timer) and ``("dead_letter", row)`` of channels emitted after
+    their interaction (``dead``). State and timers: module docstring."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.late = Metrics.counter(METRICS, "late_channels")
+        self.emitted = Metrics.counter(METRICS, "interactions_emitted")
+
+    def process(
+        self,
+        element,
+        at=beam.DoFn.TimestampParam,
+        channels=_IX_CHANNELS,
+        meta=_IX_META,
+        flush=_IX_FLUSH,
+    ):
+        key, value = element
+        m = meta.read() or _InteractionMeta()
+        if m.final is not None:
+            if isinstance(value, ChannelDone):
+                self.late.inc()
+                yield beam.pvalue.TaggedOutput(DEAD, ("dead_letter", late_channel_row(key, value)))
+            return
+        if m.ledger is None:
+            m.ledger = Counter()
+        m.ledger[value.channel_id] += 1 if isinstance(value, ChannelOpened) else -1
+        if not m.ledger[value.channel_id]:
+            del m.ledger[value.channel_id]
+        if isinstance(value, ChannelDone):
+            channels.add(value)
+            if _all_done(m):
+                m.due = max(m.due, _later(at.micros, self.clock, self.settings.grace_seconds))
+                flush.set(_ts(m.due))
+        meta.write(m)
+
+    @on_timer(_IX_FLUSH_TIMER)
+    def on_flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        channels=_IX_CHANNELS,
+        meta=_IX_META,
+        expiry=_IX_EXPIRY,
+    ):
+        m = meta.read()
+        if m is None or m.final is not None or fired.micros < m.due or not _all_done(m):
+            return  # superseded, or a channel announced since: its ChannelDone re-arms
+        done = list(channels.read())
+        if not done:
+            return
+        self.emitted.inc()
+        yield "interactions", interaction_row([d.summary for d in done])
+        channels.clear()
+        horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
+        expiry.set(_ts(horizon))
+        meta.write(_InteractionMeta(final=frozenset(d.channel_id for d in done), expires=horizon))
+
+    @on_timer(_IX_EXPIRY_TIMER)
+    def on_expiry(self, fired=beam.DoFn.TimestampParam, channels=_IX_CHANNELS, meta=_IX_META):
+        m = meta.read()
+        if m is not None and fired.micros < m.expires:
+            return
+        channels.clear()
+        meta.clear()  # the marker's horizon is over: forget the interaction
+
+
+class SessionizeInteractionsStreaming(beam.PTransform):
+    """``(interaction id, ChannelOpened | ChannelDone)`` in; out: ``("interactions", row)``
+    (main) and ``("dead_letter", row)`` (``dead``)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, work):
+        return work | "SessionizeInteraction" >> beam.ParDo(
+            SessionizeInteractionFn(self.settings, self.clock)
+        ).with_input_types(KeyedAny).with_outputs(DEAD, main="rows")
+
+
+# --- service intervals -----------------------------------------------------------------
+
+
+class Pending(typing.NamedTuple):
+    """To a service interval's key: an entity (``kind``: ``channel`` or ``interaction``) with
+    an event in the interval may still contribute to it; the interval waits for its
+    :class:`Done`."""
+
+    kind: str
+    id: str
+
+
+class Done(typing.NamedTuple):
+    """To a service interval's key: the entity is final; ``values`` is its contribution to
+    the interval (:data:`transforms.intervals.SERVICE_VALUE_COLUMNS` order) or None."""
+
+    kind: str
+    id: str
+    values: list | None = None
+
+
+def interval_start_of(us: int, step_ms: int) -> int:
+    """The start (µs) of the ``step_ms`` interval holding ``us``."""
+    return us // 1000 // step_ms * step_ms * 1000
+
+
+def announce_service(element, step_ms: int):
+    """``(channel id, Received)`` in; ``(interval start, Pending)`` out, in the interval of the
+    event's time: its interaction (interaction id, else the channel's own id: the key of the
+    interaction core), and for a ``channel.ended`` the channel (its handled count may land
+    there)."""
+    channel_id, rec = element
+    ev = rec.event
+    start = interval_start_of(ev.ts, step_ms)
+    yield start, Pending("interaction", ev.interaction_id if ev.interaction_id is not None else channel_id)
+    if ev.type == "channel.ended":
+        yield start, Pending("channel", channel_id)
+
+
+def _spanned(first_us: int, last_us: int, step_ms: int) -> range:
+    """Interval starts (µs) from the one holding ``first_us`` to the one holding ``last_us``."""
+    return range(interval_start_of(first_us, step_ms), interval_start_of(last_us, step_ms) + 1, step_ms * 1000)
+
+
+def service_parts(element, step_ms: int, short_abandon_ms: int):
+    """``(table, row)`` in; ``(interval start, Done)`` out: for an ``interactions`` row, every
+    interval from its ``started_at`` to its ``last_event_at`` (where its events announced it),
+    the first carrying its contribution; for a ``channel_sessions`` row that saw ``ended``,
+    every interval from its ``ended_at`` to its ``last_event_at``, the first carrying its
+    handled count; for a channel with an interaction id, also its own id as an interaction
+    over its events' span (announced by its events without interaction id, if any)."""
+    table, row = element
+    if table == "dead_letter":
+        yield from _late_parts(row, step_ms)
+        return
+    if table == "interactions":
+        contribution = service_interactions(
+            [interaction_fields(row)], interval_ms=step_ms, short_abandon_ms=short_abandon_ms
+        )
+        for start in _spanned(row["started_at"], row["last_event_at"], step_ms):
+            yield start, Done("interaction", row["interaction_id"], contribution.get(start))
+        return
+    if table != "channel_sessions":
+        return
+    if row["interaction_id"] is not None:
+        for start in _spanned(row["first_event_at"], row["last_event_at"], step_ms):
+            yield start, Done("interaction", row["channel_id"])
+    if row["ended_at"] is not None:
+        contribution = service_handled([handled_fields(row)], interval_ms=step_ms)
+        for start in _spanned(row["ended_at"], max(row["last_event_at"], row["ended_at"]), step_ms):
+            yield start, Done("channel", row["channel_id"], contribution.get(start))
+
+
+_SV_TIMER = TimerSpec("due", TimeDomain.WATERMARK)
+_SV_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_SV_DUE = beam.DoFn.TimerParam(_SV_TIMER)
+
+
+def _late_parts(row: dict, step_ms: int):
+    """What a ``late`` dead letter settles: an event dead-lettered by the channel stage (the
+    notification as ``raw``), at its time; a channel dead-lettered by the interaction stage
+    (its session row as ``raw``), its interaction over the channel's span."""
+    if row["error_code"] != "late":
+        return
+    if row["origin"].startswith("channel:"):
+        try:
+            session = orjson.loads(row["raw"])
+            first, last = parse_timestamp(session["first_event_at"]), parse_timestamp(session["last_event_at"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        key = session.get("interaction_id") or session.get("channel_id")
+        for start in _spanned(first, last, step_ms):
+            yield start, Done("interaction", key)
+        return
+    ev = parse_line(row["raw"].encode("utf-8"), row["origin"], MAX_EVENT_BYTES)
+    if isinstance(ev, Event) and ev.is_channel:
+        start = interval_start_of(ev.ts, step_ms)
+        yield start, Done("interaction", ev.interaction_id if ev.interaction_id is not None else ev.key)
+        if ev.type == "channel.ended":
+            yield start, Done("channel", ev.key)
+
+
+@dataclass
+class _ServiceMeta:
+    """State of one service interval."""
+
+    totals: dict | None = None  # merged contributions (ServiceTotals: this interval's only), None while none
+    pending: set | None = None  # (kind, id) announced and not yet done
+    done: set | None = None  # (kind, id) done
+    due: int = 0  # when the row is due (µs): interval end + grace
+    backstop: int = 0  # when the row is emitted even with entities pending (µs)
+    waiting: bool = False  # due passed with entities pending: the Done that settles them re-arms
+    emitted: bool = False  # the row was emitted: what comes later is late
+
+
+class ServiceIntervalsFn(beam.DoFn):
+    """``(interval start µs, Pending | Done)`` in; ``("service_intervals", row)`` out.
+
+    A service interval is final once ``grace`` has passed after its end (the module's
+    ``_later`` rule) and every entity announced in it is done (emitted, or dead-lettered as
+    late): its row is then emitted, once, if any contribution came. An entity that never
+    comes (malformed input, e.g. a channel naming two interactions) holds the row until the
+    dedup horizon after the interval's end: then it is emitted, counted in
+    ``vccflow/service_intervals_forced`` (the local runner holds no watermark for timers: a
+    test that moves the watermark past that horizon at once can fire it before the last
+    contributions). Contributions after emission are dropped and counted
+    (``vccflow/late_service_contributions``); the marker is kept for the dedup horizon."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.step = interval_ms(settings.interval_minutes)
+        self.late = Metrics.counter(METRICS, "late_service_contributions")
+        self.forced = Metrics.counter(METRICS, "service_intervals_forced")
+
+    def process(self, element, at=beam.DoFn.TimestampParam, meta=_SV_META, due=_SV_DUE):
+        start, message = element
+        m = meta.read()
+        if m is None:
+            end = start + self.step * 1000
+            m = _ServiceMeta(pending=set(), done=set())
+            m.due = _later(end, self.clock, self.settings.grace_seconds)
+            m.backstop = max(m.due, _later(end, self.clock, self.settings.dedup_horizon_seconds))
+            due.set(_ts(m.due))
+        if m.emitted:
+            if isinstance(message, Done) and message.values is not None:
+                self.late.inc()
+            return
+        entity = (message.kind, message.id)
+        if isinstance(message, Pending):
+            if entity not in m.done:
+                m.pending.add(entity)
+        else:
+            m.pending.discard(entity)
+            m.done.add(entity)
+            if message.values is not None:
+                m.totals = merge_service(m.totals or {}, {start: message.values})
+            if m.waiting and not m.pending:
+                m.waiting = False
+                due.set(_ts(max(m.due, at.micros)))
+        meta.write(m)
+
+    @on_timer(_SV_TIMER)
+    def on_due(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam, meta=_SV_META, due=_SV_DUE):
+        m = meta.read()
+        if m is None or m.emitted:
+            meta.clear()  # the marker's horizon is over
+            return
+        if m.pending and fired.micros < m.backstop:
+            m.waiting = True
+            due.set(_ts(m.backstop))
+            meta.write(m)
+            return
+        if m.pending:
+            self.forced.inc()
+            log.warning("service interval %s emitted with %d entities never final", _iso(key), len(m.pending))
+        if m.totals is not None:
+            (row,) = service_rows(m.totals, interval_ms=self.step)
+            yield "service_intervals", dict(zip(SERVICE_INTERVAL_COLUMNS, row, strict=True))
+        horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
+        meta.write(_ServiceMeta(emitted=True, due=horizon))
+        due.set(_ts(horizon))
+
+
+class ServiceIntervalsStreaming(beam.PTransform):
+    """A tuple of ``(channel id, Received)`` channel events and ``(table, row)`` rows and late
+    dead letters of the channel and interaction stages in; ``("service_intervals", row)``
+    out (see :class:`ServiceIntervalsFn`)."""
+
+    def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+
+    def expand(self, inputs):
+        events, *rows = inputs
+        step = interval_ms(self.settings.interval_minutes)
+        short_ms = self.settings.short_abandon_seconds * 1000
+        announced = events | "Announce" >> beam.FlatMap(announce_service, step)
+        done = (
+            tuple(rows)
+            | "FlattenRows" >> beam.Flatten()
+            | "Parts" >> beam.FlatMap(service_parts, step, short_ms).with_output_types(IntervalKeyed)
+        )
+        return (
+            (announced, done)
+            | "FlattenServiceInputs" >> beam.Flatten().with_output_types(IntervalKeyed)
+            | "ServiceInterval"
+            >> beam.ParDo(ServiceIntervalsFn(self.settings, self.clock)).with_input_types(IntervalKeyed)
+        )
+
+
 # --- the whole stream ------------------------------------------------------------------
 
 
 class SessionizeStream(beam.PTransform):
     """Pub/Sub messages (``PubsubMessage`` or bytes) in. Out: a dict with ``rows``, every
-    ``(table, row)`` of the five tables (dead letters included), and ``archive``,
+    ``(table, row)`` of the tables (dead letters included), and ``archive``,
     ``(event_date, NDJSON line)`` of every valid event as received (duplicates included)."""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
@@ -599,7 +1093,26 @@ class SessionizeStream(beam.PTransform):
         agents = (parsed[PRESENCE], parsed[ACTIVITY], channels[AGENT_WORK]) | "Agents" >> SessionizeAgentsStreaming(
             self.settings, self.clock
         )
-        rows = (parsed[DEAD], channels.rows, channels[DEAD], agents.rows, agents[DEAD]) | "AllRows" >> beam.Flatten()
+        interactions = channels[INTERACTION_WORK] | "Interactions" >> SessionizeInteractionsStreaming(
+            self.settings, self.clock
+        )
+        service = (
+            parsed.channel,
+            channels.rows,
+            interactions.rows,
+            channels[DEAD],
+            interactions[DEAD],
+        ) | "Service" >> ServiceIntervalsStreaming(self.settings, self.clock)
+        rows = (
+            parsed[DEAD],
+            channels.rows,
+            channels[DEAD],
+            agents.rows,
+            agents[DEAD],
+            interactions.rows,
+            interactions[DEAD],
+            service,
+        ) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "archive": parsed[ARCHIVE]}
 
 
