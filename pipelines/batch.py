@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import outputs
 from pipelines.options import add_interval_options
-from pipelines.worker import WorkerZygote, claim_early, flag_given, worker_processes
+from pipelines.worker import flag_given, worker_processes, zygote_for
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.intervals import DEFAULT_INTERVAL_MINUTES, DEFAULT_SHORT_ABANDON_SECONDS, interval_ms
@@ -299,12 +299,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         # started before the pipeline runs (and starts gRPC threads): the worker zygote, then the
         # validation workers (forked; the first imports GX while the pipeline runs)
-        zygote = claim_early()
-        if worker_processes(beam_args, input_bytes):
-            zygote = zygote or WorkerZygote()
-        elif zygote is not None:  # started early for nothing: small input after all
-            zygote.close()
-            zygote = None
+        zygote = zygote_for(beam_args, input_bytes)
         with zygote or nullcontext(), make_pipeline(beam_args, input_bytes, zygote and zygote.command) as p:
             build_pipeline(
                 p,

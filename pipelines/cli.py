@@ -45,6 +45,12 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _command(args: list[str]) -> str | None:
+    """The command named by the console's arguments (after ``-v``/``--verbose``), if any."""
+    rest = [a for a in args if a not in ("-v", "--verbose")]
+    return rest[0] if rest else None
+
+
 def main(argv: list[str] | None = None, freeze: bool = False) -> int:
     """Entry point of the console script; returns the exit code. ``freeze``: the process
     runs this one command, so what it imports is frozen (:func:`transforms.collector.paused_gc`)."""
@@ -93,23 +99,22 @@ def main(argv: list[str] | None = None, freeze: bool = False) -> int:
 
 
 def console() -> None:
-    """The ``vccflow`` console script: :func:`main` (for a large ``batch`` run, with the
-    zygote of its worker processes started first, see :func:`pipelines.worker.start_early`),
-    then a fast exit. Once a large job has written and closed every file, tearing the
-    interpreter down frees its objects one by one (about a second on a 1.5M-line batch run)
-    for nothing; streams are flushed and logging shut down first. An exception escaping
-    :func:`main` exits the usual way."""
-    from pipelines.worker import start_early
+    """The ``vccflow`` console script: :func:`main`, then a fast exit. The process runs one
+    command, so a ``batch`` run's worker zygote may be forked from it
+    (:func:`pipelines.worker.allow_forked_zygote`). Once a large job has written and closed
+    every file, tearing the interpreter down frees its objects one by one (about a second on
+    a 1.5M-line batch run) for nothing; streams are flushed and logging shut down first. An
+    exception escaping :func:`main` exits the usual way."""
+    from pipelines.allocator import keep_freed_memory
+    from pipelines.worker import allow_forked_zygote
 
     # vccflow's processes are its parallelism: BLAS thread pools (numpy, scipy) would only
     # spin on the cores the pipeline uses (set before anything imports numpy; inherited)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    early = start_early(sys.argv[1:])  # a batch run's worker processes: imports Beam while this does
-    try:
-        code = main(freeze=True)
-    finally:
-        if early is not None:
-            early.close()
+    if _command(sys.argv[1:]) == "batch":  # a short-lived process: it may keep what it frees
+        keep_freed_memory()
+    allow_forked_zygote()
+    code = main(freeze=True)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -10,8 +10,12 @@ harness (``apache_beam.runners.worker.sdk_worker_main``). Two ways to start them
   pyarrow and pandas costs ~0.4 s of garbage collection).
 - ``python -m pipelines.worker --via SOCKET``: a small client that asks a
   :class:`WorkerZygote` to fork the harness and waits for it. ``vccflow batch`` starts the
-  zygote before it builds its pipeline; it imports Beam and vccflow once, so every worker
-  is ready in milliseconds instead of each paying the ~1.5 CPU-s an import of Beam costs.
+  zygote before it builds its pipeline; it has Beam and vccflow imported once, so every
+  worker is ready in milliseconds instead of each paying the ~1.5 CPU-s an import of Beam
+  costs. Run by the ``vccflow`` command, the zygote is a fork of the command's own process,
+  which has imported all of it already (:func:`allow_forked_zygote`); otherwise (a job run
+  from a process that may have run pipelines before, such as a test session) it is a fresh
+  interpreter that imports them.
 
 The client imports nothing heavy: it hands over its standard streams and its environment
 (the runner's control and logging endpoints), then exits with the harness's exit code.
@@ -19,7 +23,6 @@ The client imports nothing heavy: it hands over its standard streams and its env
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -30,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 from transforms.collector import paused_gc
@@ -58,25 +62,48 @@ class WorkerZygote:
     """A process that forks one SDK harness per request of ``python -m pipelines.worker
     --via`` (:attr:`command` is that command line), with Beam and vccflow imported once.
 
-    It is a fresh interpreter (``python -m pipelines.worker --zygote``), never a fork of the
-    caller: a process that has run a pipeline holds gRPC state a forked harness must not
-    inherit. It listens from the start, so workers asked for while it still imports wait.
+    By default it is a fresh interpreter (``python -m pipelines.worker --zygote``), never a
+    fork of the caller: a process that has run a pipeline holds gRPC state a forked harness
+    must not inherit. With ``fork`` (see :func:`allow_forked_zygote`) it is a fork of the
+    caller, which must not have started any pipeline, gRPC channel or thread yet: the
+    imports are then shared, not repeated (the ~2 CPU-s of importing Beam once more).
+    It listens from the start, so workers asked for while it still imports wait.
     Use it as a context manager around the pipeline run: leaving it stops the zygote (the
     harnesses it forked end when the runner closes them).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fork: bool = False) -> None:
         self._dir = tempfile.mkdtemp(prefix="vccflow-workers-")
         self.socket_path = os.path.join(self._dir, "zygote.sock")
+        self._process: subprocess.Popen | None = None
+        self._pid = 0
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(self.socket_path)
             listener.listen(64)
             stop_r, self._stop_w = os.pipe()
             fds = (listener.fileno(), stop_r)
-            cmd = [sys.executable, "-m", "pipelines.worker", "--zygote", *map(str, fds)]
-            self._process = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL)
+            if fork:
+                self._fork(listener, stop_r)
+            else:
+                cmd = [sys.executable, "-m", "pipelines.worker", "--zygote", *map(str, fds)]
+                self._process = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL)
             os.close(stop_r)
         self.command = f"{sys.executable} -m pipelines.worker --via {self.socket_path}"
+
+    def _fork(self, listener: socket.socket, stop_r: int) -> None:
+        from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 (what every harness runs)
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the zygote: it never returns to the caller's code
+            try:
+                os.close(self._stop_w)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+                _serve(listener, stop_r)
+            finally:
+                _leave(0)
+        self._pid = pid
 
     def __enter__(self) -> WorkerZygote:
         return self
@@ -90,17 +117,33 @@ class WorkerZygote:
             os.write(self._stop_w, b"x")  # (processes forked since may hold copies: no EOF yet)
             os.close(self._stop_w)
             self._stop_w = -1
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            if self._process is not None:
+                try:
+                    self._process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            else:
+                _wait_or_kill(self._pid, timeout=10)
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _wait_or_kill(pid: int, timeout: float) -> int:
+    """Reap the child ``pid``, killing it if it has not exited within ``timeout`` seconds;
+    its exit status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
 
 
 #: From this much input on, the default runner uses one worker process per core.
 PARALLEL_INPUT_BYTES = 64 << 20
-_early: list[WorkerZygote] = []
+_fork_allowed: list[bool] = []
 
 
 def flag_given(args: list[str], flag: str) -> bool:
@@ -126,28 +169,20 @@ def worker_processes(beam_args: list[str], input_bytes: int) -> int:
     return count if count > 1 else 0
 
 
-def start_early(argv: list[str]) -> WorkerZygote | None:
-    """For the ``vccflow`` console script, before it imports Beam: start the zygote of a
-    ``batch`` run whose local inputs (their sizes found with the standard library) mean it
-    will use worker processes (:func:`worker_processes`), so that it imports while the
-    caller does. :func:`claim_early` hands it to the run; closing it twice is harmless."""
-    args = [a for a in argv if a not in ("-v", "--verbose")]
-    if args[:1] != ["batch"]:
-        return None
-    patterns = [v for k, v in zip(args, args[1:], strict=False) if k == "--input"]
-    patterns += [a.removeprefix("--input=") for a in args if a.startswith("--input=")]
-    if not patterns or any("://" in p for p in patterns):
-        return None
-    paths = {path for p in patterns for path in glob.glob(p)}
-    if not worker_processes(args, sum(os.path.getsize(p) for p in paths if os.path.isfile(p))):
-        return None
-    _early.append(WorkerZygote())
-    return _early[-1]
+def allow_forked_zygote() -> None:
+    """Declare that this process runs one command and has not started any pipeline: the
+    zygote of its batch run may be forked from it (``WorkerZygote(fork=True)``, see
+    :func:`zygote_for`). The ``vccflow`` console script does this before it runs ``batch``."""
+    _fork_allowed[:] = [True]
 
 
-def claim_early() -> WorkerZygote | None:
-    """The zygote :func:`start_early` started, if any (once)."""
-    return _early.pop() if _early else None
+def zygote_for(beam_args: list[str], input_bytes: int) -> WorkerZygote | None:
+    """The zygote of a batch run that uses worker processes (:func:`worker_processes`), None
+    for one that does not: forked from this process once, if :func:`allow_forked_zygote` was
+    called (later ones, and every one otherwise, are fresh interpreters)."""
+    if not worker_processes(beam_args, input_bytes):
+        return None
+    return WorkerZygote(fork=bool(_fork_allowed and _fork_allowed.pop()))
 
 
 def _serve(listener: socket.socket, stop: int) -> None:
@@ -229,6 +264,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--via"] and len(argv) == 2:
         sys.exit(_via(argv[1]))
     if argv[:1] == ["--zygote"] and len(argv) == 3:
+        from pipelines.allocator import keep_freed_memory
+
+        keep_freed_memory()  # before any import: the zygote's harnesses inherit it
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
         listener, stop = (int(fd) for fd in argv[1:])
         _serve(socket.socket(fileno=listener), stop)

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from schemas.lazyimport import lazily
 from schemas.outputs import (
     ABANDONED_OUTCOMES,
     CHANNEL_STATES,
@@ -106,9 +107,12 @@ def import_gx() -> ModuleType:
     frame (a pickle of it when a list column cannot be hashed): ~1.4 s of a 1.2M-row
     output's validation, for a label vccflow does not use (its batches are named by table).
     A threshold of 0 sends every frame down the path GX already takes from 1 GB on.
+    SciPy and Altair, which GX imports for expectations and charts vccflow does not use, are
+    loaded only if something uses them (:func:`schemas.lazyimport.lazily`: ~1.2 CPU-s).
     """
     os.environ["GX_ANALYTICS_ENABLED"] = "False"
-    import great_expectations
+    with lazily("scipy", "altair"):
+        import great_expectations
     from great_expectations.execution_engine import pandas_execution_engine
 
     pandas_execution_engine.HASH_THRESHOLD = 0

@@ -98,7 +98,9 @@ print(len(runs), gc.isenabled(), gc.get_freeze_count())
 
 def test_console_keeps_blas_to_one_thread_unless_told_otherwise(monkeypatch):
     import pipelines.cli
+    import pipelines.worker
 
+    monkeypatch.setattr(pipelines.worker, "_fork_allowed", [])  # what the console allows: this process's only
     seen = []
     monkeypatch.setattr(
         pipelines.cli, "main", lambda freeze: seen.append((freeze, os.environ.get("OPENBLAS_NUM_THREADS"))) or 0
@@ -110,6 +112,7 @@ def test_console_keeps_blas_to_one_thread_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     pipelines.cli.console()
     assert seen == [(True, "1"), 0, (True, "4"), 0]
+    assert pipelines.worker._fork_allowed == [True]  # its batch run's zygote may be forked from it
 
 
 def test_glob_matching_nothing_is_exit_2_with_one_line(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import orjson
 import pytest
@@ -254,3 +255,98 @@ def test_the_cached_timestamp_path_reads_as_parse_timestamp(text):
         expected = None
     assert _timestamp_fast(text) == expected
     assert _timestamp_fast(text) == expected  # cached the second time
+
+
+#: Serializations of documented events other producers use: the fast path takes them all.
+TAKEN_BY_THE_FAST_PATH = {
+    "documented channel event": line(HELD),
+    "documented presence event": line(PRESENCE),
+    "members in another order": orjson.dumps(dict(reversed(list(HELD.items())))),
+    "json.dumps spacing": json.dumps(PRESENCE).encode(),
+    "escaped slashes": line(HELD).replace(b'"/channel"', b'"\\/channel"'),
+    "unicode escapes of ASCII": line(PRESENCE).replace(b'"Ready"', b'"\\u0052eady"'),
+    "ensure_ascii escapes": json.dumps(with_(PRESENCE, "data.presence.description", "Prêt ☕ 🎧")).encode(),
+    "non-ASCII text": line(with_(PRESENCE, "data.presence.description", "Prêt ☕ 🎧")),
+    "seven fractional digits": line(with_(HELD, "data.timestamp", "2022-08-30T14:34:36.0881234Z")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAKEN_BY_THE_FAST_PATH))
+def test_documented_events_however_serialized_take_the_fast_path(name):
+    from transforms.events import _event_fast
+
+    raw = TAKEN_BY_THE_FAST_PATH[name]
+    event = _event_fast(raw)
+    assert event is not None  # not left to the full path: ~2x the cost (bench/README.md)
+    assert event == full_path(raw) == parse_line(raw, "f:1")
+
+
+#: Members the documented shape does not have: the events without them, built by the full path.
+ADDED_MEMBERS = {
+    "extension attributes": {"traceparent": "00-4bf92f35-01", **HELD, "vonageregion": "eu", "sequence": 42},
+    "non-ASCII extension attribute": {**HELD, "vonagetenant": "Société Générale"},
+    "dataschema": {**HELD, "dataschema": "https://example.com/channel.v1.json"},
+    "extra keys under data": with_(with_(HELD, "data.tenantId", "acme"), "data.channel.channelType", "voice"),
+    "nested extra object": with_(PRESENCE, "data.extra", {"a": [1, 2.5, None, True, {"b": "c"}]}),
+    "number time": with_(HELD, "time", 1700000000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADDED_MEMBERS))
+def test_added_members_change_nothing(name):
+    obj = ADDED_MEMBERS[name]
+    base = PRESENCE if obj["type"].startswith("agent") else HELD
+    event = parse_line(line(obj), "f:1")
+    assert isinstance(event, Event) and event == full_path(line(obj)) == parse_line(line(base), "f:1")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "text"),
+    [("id", 12345, "12345"), ("id", 2**64 - 1, str(2**64 - 1)), ("source", -(2**63), str(-(2**63)))],
+)
+def test_integer_texts_are_their_decimal_text(path, value, text):
+    event = parse_line(line(with_(HELD, path, value)), "f:1")
+    assert event == parse_line(line(with_(HELD, path, text)), "f:1")
+
+
+#: Texts msgspec would accept and orjson does not, were unknown members skipped: the fast
+#: path leaves them to the full path (as it does every unknown member).
+LEFT_TO_THE_FULL_PATH = {
+    "infinite number in an unknown member": (line(HELD)[:-1] + b',"x":1e400}', "invalid_json"),
+    "300-digit number in an unknown member": (line(HELD)[:-1] + b',"x":' + b"9" * 310 + b"}", "invalid_json"),
+    "invalid UTF-8 in an unknown member": (line({**HELD, "x": "é"}).replace("é".encode(), b"\xe9"), "invalid_encoding"),
+    "lone surrogate in an unknown member": (line(HELD)[:-1] + b',"x":"\\ud800"}', "invalid_encoding"),
+    "integer id past 64 bits": (json.dumps(with_(HELD, "id", 2**64)).encode(), "invalid_field"),
+    "integer id below -2**63": (json.dumps(with_(HELD, "id", -(2**63) - 1)).encode(), "invalid_field"),
+    "deep nesting in an unknown member": (
+        line(HELD)[:-1] + b',"x":' + b"[" * 1100 + b"]" * 1100 + b"}",
+        "invalid_json",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEFT_TO_THE_FULL_PATH))
+def test_what_only_msgspec_accepts_is_left_to_the_full_path(name):
+    from transforms.events import _event_fast
+
+    raw, code = LEFT_TO_THE_FULL_PATH[name]
+    assert _event_fast(raw) is None
+    out = parse_line(raw, "f:1")
+    assert isinstance(out, DeadLetter) and out.error_code == code, out
+
+
+@pytest.mark.parametrize("documented_share", [0.0, 0.3, 0.6, 1.0])
+def test_a_block_parses_as_each_line_does_whichever_way_it_goes(documented_share):
+    """Past its probe, a block of mostly extended notifications skips the fast path; a block of
+    mostly documented ones does not: either way, line by line, the outcome of parse_line."""
+    from transforms.events import PROBE_LINES, parse_lines
+
+    extended = [line(obj) for obj in ADDED_MEMBERS.values()]
+    documented = [line(HELD), line(PRESENCE), *TAKEN_BY_THE_FAST_PATH.values()]
+    odd = [b"", b"  ", b"{", b"[]", line(with_(HELD, "id", 7)), b'{"type":"channel.held.v1"}', b"\xff"]
+    lines = []
+    for i in range(3 * PROBE_LINES):
+        pool = documented if (i * 0.618) % 1 < documented_share else extended
+        lines.append(pool[i % len(pool)] if i % 9 else odd[i % len(odd)])
+    expected = [None if not raw or raw.isspace() else parse_line(raw, "") for raw in lines]
+    assert parse_lines(lines) == expected

@@ -101,34 +101,61 @@ def test_pipeline_runs_on_workers_forked_by_the_zygote(caplog):
     assert not [r for r in caplog.records if "semi_persistent_directory" in r.getMessage()]
 
 
-def test_console_starts_the_zygote_early_only_for_a_large_local_batch_run(tmp_path, monkeypatch):
+def test_zygote_is_forked_once_when_allowed_and_only_for_a_run_with_worker_processes(monkeypatch):
     from pipelines import worker
 
+    monkeypatch.setattr(worker, "_fork_allowed", [])
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 2)
-    small = tmp_path / "small.jsonl"
-    small.write_bytes(b"{}\n")
-    big = tmp_path / "big.jsonl"
-    with big.open("wb") as f:  # sparse: its size, not its blocks, counts
-        f.truncate(worker.PARALLEL_INPUT_BYTES)
-    pattern = str(tmp_path / "*.jsonl")
-    for argv in (
-        ["batch", "--input", str(small), "--output", "out"],
-        ["stream", "--input", pattern],
-        ["batch", "--input", pattern, "--runner", "DataflowRunner"],
-        ["batch", "--input", pattern, "--direct_num_workers=1"],
-        ["batch", "--input", "gs://bucket/*.jsonl", "--input", pattern],
+    big = worker.PARALLEL_INPUT_BYTES
+    for args, size in (
+        ([], big - 1),
+        (["--runner", "DataflowRunner"], big),
+        (["--direct_num_workers=1"], big),
+        (["--direct_running_mode", "multi_processing"], big),
     ):
-        assert worker.start_early(argv) is None, argv
-    assert worker.claim_early() is None
-    starting = (
-        ["-v", "batch", "--input", pattern, "--output", "out"],
-        ["batch", f"--input={big}"],
-        ["batch", "--input", str(small), "--direct_num_workers", "2"],
-    )
-    for argv in starting:
-        zygote = worker.start_early(argv)
-        assert zygote is not None, argv
-        assert worker.claim_early() is zygote
-        assert worker.claim_early() is None
-        zygote.close()
-        zygote.close()
+        assert worker.zygote_for(args, size) is None, args
+    forks = []
+    monkeypatch.setattr(worker.WorkerZygote, "__init__", lambda self, fork=False: forks.append(fork))
+    worker.zygote_for([], big)  # not allowed: a fresh interpreter
+    worker.allow_forked_zygote()
+    worker.zygote_for(["--direct_num_workers", "2"], 0)  # allowed: forked, once
+    worker.zygote_for([], big)
+    assert forks == [False, True, False]
+
+
+FORKED_RUN = """
+import os, sys
+from pipelines.worker import WorkerZygote
+from pipelines.batch import make_pipeline
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+here = os.getpid()
+with WorkerZygote(fork=True) as zygote:
+    zygote_pid = zygote._pid
+    assert zygote_pid and zygote._process is None
+    with make_pipeline(["--direct_num_workers=2"], 0, zygote.command) as p:
+        pids = (
+            p
+            | beam.Create(range(100))
+            | beam.Map(lambda x: (x % 5, x))
+            | beam.GroupByKey()
+            | beam.MapTuple(lambda k, xs: (k, sum(xs), os.getpid(), os.getppid()))
+        )
+        sums = pids | beam.MapTuple(lambda k, s, pid, ppid: (k, s))
+        assert_that(sums, equal_to([(k, sum(range(k, 100, 5))) for k in range(5)]))
+        parents = pids | beam.MapTuple(lambda k, s, pid, ppid: ppid == zygote_pid) | beam.Distinct()
+        assert_that(parents, equal_to([True]), label="Parents")
+try:
+    os.kill(zygote_pid, 0)
+except ProcessLookupError:
+    print("ZYGOTE GONE")
+"""
+
+
+def test_pipeline_runs_on_workers_of_a_zygote_forked_from_the_caller():
+    """In a fresh process (one that has run no pipeline, as under the console script): the
+    harnesses are children of the forked zygote, which is reaped when the run is over."""
+    done = subprocess.run([sys.executable, "-c", FORKED_RUN], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ZYGOTE GONE" in done.stdout
