@@ -373,7 +373,8 @@ class SessionizeChannelFn(beam.DoFn):
         channel_id, rec = element
         ev = rec.event
         agent = agent_of(ev)
-        m = meta.read() or _ChannelMeta()
+        stored = meta.read()
+        m = stored or _ChannelMeta()
         if m.final is not None:
             if (ev.source, ev.id) in m.final:
                 self.duplicates.inc()
@@ -388,8 +389,8 @@ class SessionizeChannelFn(beam.DoFn):
             m.consumed = Counter()
         if agent is not None:
             m.consumed[agent] += 1
-        if m.ids is None:
-            m.ids = set()
+        if m.ids is None:  # a new channel, or one buffered before the ids were kept (--update)
+            m.ids = {(old.source, old.id) for old in events.read()} if stored is not None else set()
         ident = (ev.source, ev.id)
         if ident in m.ids and any(old == ev for old in events.read()):
             # An exact copy: dropped here. A copy with the same id but other content stays in
