@@ -22,6 +22,7 @@ setup(
         "msgspec>=0.22,<0.23",
         "aiohttp>=3.14,<4",
         "PyJWT>=2.15,<3",
+        "google-cloud-pubsub>=2.44,<3",
         "uvloop>=0.23,<1; sys_platform != 'win32'",
     ],
     extras_require={

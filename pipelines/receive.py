@@ -32,7 +32,7 @@ import orjson
 
 from transforms.events import MAX_EVENT_BYTES
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pipelines.receive")  # also when run as __main__ (the container)
 
 DEFAULT_SECRET_ENV = "VCC_WEBHOOK_SECRET"
 RECOMMENDED_KEY_BYTES = 32

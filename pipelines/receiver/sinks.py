@@ -137,11 +137,7 @@ class PubSubSink:
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.max_latency_s, self._flush)
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await future
-        except TimeoutError:
-            raise SinkError("publish_timeout", f"no acknowledgement within {self.timeout_s:g}s") from None
+        await future
 
     def _flush(self) -> None:
         """Send what is pending as one publish request."""
@@ -157,9 +153,13 @@ class PubSubSink:
     async def _send(self, batch: list[tuple[object, asyncio.Future]]) -> None:
         raw = self._request.pb()(topic=self.topic, messages=[message for message, _ in batch])
         try:
-            await self._client.publish(request=self._request.wrap(raw), retry=self._retry, timeout=self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # one timer per batch, not per message
+                await self._client.publish(request=self._request.wrap(raw), retry=self._retry, timeout=self.timeout_s)
         except Exception as exc:  # any failure of the client or the server: VCC retries
-            error = SinkError("publish_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
+            if isinstance(exc, TimeoutError):
+                error = SinkError("publish_timeout", f"no acknowledgement within {self.timeout_s:g}s")
+            else:
+                error = SinkError("publish_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
