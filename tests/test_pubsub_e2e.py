@@ -84,7 +84,7 @@ def test_stream_job_on_the_emulator_matches_the_generator_truth(pubsub_emulator,
     pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
 
     data = tmp_path / "generated"
-    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "20", "--seed", "11"]) == 0
+    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "30", "--seed", "11"]) == 0
     truth = json.loads((data / "truth.json").read_text())
     expected_dead = truth["counts"]["dead_letters"]
 

@@ -107,7 +107,7 @@ def generated(tmp_path_factory) -> Path:
     """A small generated day: 3 agents (+1 without presence), 20 interactions, duplicates,
     dead letters, anomalies, channels cut off at the end of the data."""
     folder = tmp_path_factory.mktemp("generated")
-    assert generate.run(["--output", str(folder), "--agents", "3", "--interactions", "20", "--seed", "3"]) == 0
+    assert generate.run(["--output", str(folder), "--agents", "3", "--interactions", "30", "--seed", "3"]) == 0
     return folder
 
 
