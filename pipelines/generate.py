@@ -4,9 +4,11 @@ known by construction.
 :func:`generate` simulates one contact center (:mod:`pipelines.synthetic.scenarios`): agents
 working shifts (login, breaks, lunch, logout; one agent's data starts mid-session, one logs out
 twice at lunch, the two night agents are still logged in when the data ends, one more agent
-has no presence data at all), inbound, outbound and failed voice calls with holds, emails
-with parks and interruptions by calls, channels cut off at the end of the data, a few
-out-of-place events; and delivers the notifications the way webhooks do
+has no presence data at all), every kind of contact the interactions table tells apart
+(:mod:`pipelines.synthetic.contacts`: answered, abandoned at each stage, rejected offers,
+blind and warm transfers, consults, conferences, transfer chains, outbound connected and
+failed, internal calls) with holds, emails with parks and interruptions by calls, channels
+cut off at the end of the data, a few out-of-place events; and delivers the notifications the way webhooks do
 (:mod:`pipelines.synthetic.delivery`): exact duplicates, disorder, retries hours late,
 garbage lines, unsupported types, blank lines. It returns the lines and ``truth``, the rows
 the pipeline must produce, derived from the simulation's own plan
@@ -61,15 +63,17 @@ class Generated:
 
 def generate(config: Config) -> Generated:
     """Simulate, deliver and account; pure (no filesystem), deterministic for a config."""
-    days = max(1, math.ceil(config.interactions / (config.agents * PER_AGENT_DAY)))
+    least = max(1, math.ceil(config.interactions / (config.agents * PER_AGENT_DAY)))
     with paused_gc():  # millions of long-lived objects, no cycles
-        while True:
+        for days in range(least, 4 * least + 4):
             sim = Simulation(config, days)
             try:
                 channels = sim.run()
                 break
             except Overflow:
-                days += 1
+                continue
+        else:  # a bug in the simulation, never the options: fail rather than loop forever
+            raise RuntimeError(f"generate: {config} does not fit in {4 * least + 3} days")
         files, lines, dup_by_channel = deliver(sim, channels)
         return Generated(config, files, build_truth(sim, channels, lines, dup_by_channel))
 
@@ -154,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least(MIN_INTERACTIONS),
         default=200,
         metavar="N",
-        help=f"interactions (calls, failed offers, emails; >= {MIN_INTERACTIONS}); more than "
+        help=f"interactions (calls, emails; >= {MIN_INTERACTIONS}, every contact kind at least once); more than "
         f"{PER_AGENT_DAY} per agent spread over more days (default 200)",
     )
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")

@@ -242,9 +242,11 @@ def test_service_intervals_count_the_true_agent_channels_by_their_end(run):
 
 def test_service_intervals_add_up_to_the_interactions_table(run):
     """Issue 16, acceptance 4: per interval of arrival, the service counts are those of the
-    interactions table (pandas over its rows, independent of the interval core)."""
-    out, _ = run
-    interactions = pd.read_parquet(out / "interactions")
+    true interactions table (pandas over the generator's rows, independent of the interval
+    core and of the interactions the pipeline built)."""
+    out, truth = run
+    interactions = pd.DataFrame(list(truth["interactions"].values()))
+    interactions["started_at"] = pd.to_datetime(interactions["started_at"])
     service = pd.read_parquet(out / "service_intervals").set_index("interval_start")
     frame = interactions.assign(
         interval_start=interactions["started_at"].dt.floor("15min"),
@@ -272,3 +274,21 @@ def test_service_intervals_add_up_to_the_interactions_table(run):
     pd.testing.assert_frame_equal(got.loc[expected.index], expected.astype("int64"), check_names=False)
     assert got["inbound"].sum() == (interactions["direction"] == "inbound").sum() > 0
     assert got["outbound"].sum() == (interactions["direction"] == "outbound").sum() > 0
+
+
+def test_every_interaction_matches_the_truth(run):
+    """Issue 15, acceptance 5: every interactions row and column is the one the generator
+    planned (its contact kinds: abandons by stage, rejected offers, transfers, consults,
+    conferences, chains, outbound failures, internal calls)."""
+    from schemas.outputs import INTERACTIONS
+
+    out, truth = run
+    rows = pd.read_parquet(out / "interactions").set_index("interaction_id")
+    assert rows.index.is_unique and set(rows.index) == set(truth["interactions"])
+    columns = [c for c in INTERACTIONS.names if c not in ("interaction_id", "event_date")]
+    for interaction_id, expected in truth["interactions"].items():
+        got = {c: plain(rows.loc[interaction_id, c]) for c in columns}
+        assert got == {c: expected[c] for c in columns}, interaction_id
+    kinds = truth["counts"]["contact_kinds"]
+    assert len(kinds) >= 14 and min(kinds.values()) >= 1
+    assert rows["outcome"].value_counts().to_dict() == truth["counts"]["outcomes"]

@@ -245,7 +245,9 @@ def test_session_truth_is_consistent(gen):
             seen.update(s["channel_ids"])
             for col in WORK:
                 assert s[col] == sum(c[col] for c in mine), (agent, col)
-            assert s["channels_handled"] == sum(c["connected_at"] is not None for c in mine)
+            # handled: a closed connected segment (a channel cut off in its first connection is not yet)
+            closed_talk = [any(g["state"] == "connected" and g["end_at"] for g in c["segments"]) for c in mine]
+            assert s["channels_handled"] == sum(closed_talk)
             assert max([c["connected_ms"] + c["wrap_ms"] for c in mine] or [0]) <= s["busy_ms"]
             assert s["busy_ms"] <= min(s["duration_ms"], sum(c["connected_ms"] + c["wrap_ms"] for c in mine))
             for c in mine:
@@ -305,3 +307,170 @@ def test_start_option_moves_the_data_and_still_crosses_midnight():
     firsts = sorted(r["first_event_at"] for r in t["channels"].values())
     assert firsts[0] >= "2024-06-30T21:15"
     assert any(r["first_event_at"][:10] != r["last_event_at"][:10] for r in t["channels"].values())
+
+
+# --- interactions -----------------------------------------------------------------------
+
+OPEN = 1 << 62  # an open connected phase runs past any time of the data
+
+
+def _by_interaction(truth: dict) -> dict[str, list[dict]]:
+    grouped = defaultdict(list)
+    for cid, row in truth["channels"].items():
+        grouped[row["interaction_id"]].append({**row, "channel_id": cid})
+    return grouped
+
+
+def _phase(ch: dict) -> tuple[int, int]:
+    """The connected phase of an agent channel, in us: from ``connected_at`` to the first of
+    ``disconnected_at``, ``wrap_started_at``, ``ended_at`` (open: ``OPEN``)."""
+    return us(ch["connected_at"]), us(ch["disconnected_at"] or ch["wrap_started_at"] or ch["ended_at"]) or OPEN
+
+
+def _handoffs(channels: list[dict]) -> Counter:
+    """The spec's hand-off rules over consecutive agent connections (the generator plans them;
+    this re-reads them from the channel truth)."""
+    agents = sorted((c for c in channels if c["party_role"] == "agent" and c["connected_at"]), key=_phase)
+    talking = [
+        (us(s["start_at"]), us(s["end_at"]) or OPEN)
+        for c in channels
+        if c["party_role"] != "agent"
+        for s in c["segments"]
+        if s["state"] == "connected"
+    ]
+    out = Counter()
+    for a, b in zip(agents, agents[1:], strict=False):
+        (_, a_end), (b_start, b_end) = _phase(a), _phase(b)
+        if b_start >= a_end:
+            out["blind"] += 1
+            continue
+        out["consult"] += 1
+        if a_end < b_end:
+            out["warm"] += 1
+        stop = min(a_end, b_end)
+        if any(min(e, stop) - max(s, b_start) >= 1000 for s, e in talking):
+            out["conference"] += 1
+    return out
+
+
+def test_interaction_rows_have_the_schema_columns(gen):
+    from schemas.outputs import INTERACTIONS
+
+    rows = gen.truth["interactions"]
+    assert len(rows) == gen.config.interactions == gen.truth["counts"]["interactions"]
+    assert {tuple(r) for r in rows.values()} == {tuple(INTERACTIONS.names)}
+    assert set(rows) == set(_by_interaction(gen.truth))
+    assert gen.truth["counts"]["outcomes"] == dict(sorted(Counter(r["outcome"] for r in rows.values()).items()))
+    assert sum(gen.truth["counts"]["contact_kinds"].values()) == len(rows)
+
+
+def test_interactions_agree_with_their_channels(gen):
+    for iid, chs in _by_interaction(gen.truth).items():
+        row = gen.truth["interactions"][iid]
+        agents = [c for c in chs if c["party_role"] == "agent"]
+        customers = [c for c in chs if c["party_role"] != "agent"]
+        started = min(us(c["first_event_at"]) for c in chs)
+        assert us(row["started_at"]) == started and row["conversation_id"] == chs[0]["conversation_id"]
+        assert us(row["last_event_at"]) == max(us(c["last_event_at"]) for c in chs)
+        assert row["is_complete"] == all(c["is_complete"] for c in chs)
+        ended = max(us(c["ended_at"]) for c in chs) if row["is_complete"] else None
+        assert us(row["ended_at"]) == ended
+        assert row["duration_ms"] == (None if ended is None else (ended - started) // 1000)
+        assert (row["customer_channels"], row["agent_channels"]) == (len(customers), len(agents))
+        assert row["distinct_agents"] == len({c["agent_id"] for c in agents})
+        earliest = min(chs, key=lambda c: (us(c["first_event_at"]), c["party_role"] == "agent"))
+        direction = "internal" if not customers else "inbound" if earliest["party_role"] != "agent" else "outbound"
+        assert row["direction"] == direction, iid
+        assert row["offers"] == sum(c["alerted_at"] is not None for c in agents)
+        answering = agents if direction == "inbound" else customers if direction == "outbound" else []
+        connected = sorted((c for c in answering if c["connected_at"]), key=lambda c: us(c["connected_at"]))
+        answered = us(connected[0]["connected_at"]) if connected else None
+        assert us(row["answered_at"]) == answered, iid
+        assert row["time_to_answer_ms"] == (None if answered is None else (answered - started) // 1000)
+        assert row["ring_ms"] == (connected[0]["alert_ms"] if connected else None)
+        offered = [us(c["alerted_at"]) for c in agents if c["alerted_at"]] if direction == "inbound" else []
+        assert us(row["first_offered_at"]) == (min(offered) if offered else None)
+        assert row["wait_before_offer_ms"] == ((min(offered) - started) // 1000 if offered else None)
+        for col in ("talk_ms", "hold_ms", "park_ms", "interruption_ms", "wrap_ms", "handle_ms"):
+            assert row[col] == sum(c[col] for c in agents), (iid, col)
+        assert row["customer_hold_ms"] == sum(c["hold_ms"] for c in customers)
+        assert row["customer_hold_count"] == sum(c["hold_count"] for c in customers)
+        assert row["hold_abandon"] == any(c["held_at_disconnect"] for c in customers)
+        assert row["anomaly_count"] == sum(c["anomaly_count"] for c in chs)
+        roles = {c["party_role"] for c in customers}
+        assert row["inference"] == ["direction"] + (["customer_role"] if roles - {"customer"} else [])
+        by_connect = sorted((c for c in agents if c["connected_at"]), key=_phase)
+        assert row["agent_path"] == list(dict.fromkeys(c["agent_id"] for c in by_connect))
+        assert row["first_agent_id"] == (by_connect[0]["agent_id"] if by_connect else None)
+        # the phase that ends last (open last; ties: the later connection)
+        last = max(enumerate(by_connect), key=lambda kc: (_phase(kc[1])[1], kc[0]), default=None)
+        assert row["final_agent_id"] == (last[1]["agent_id"] if last else None), iid
+
+
+def test_interaction_outcomes_match_the_channels(gen):
+    for iid, chs in _by_interaction(gen.truth).items():
+        row = gen.truth["interactions"][iid]
+        agents = [c for c in chs if c["party_role"] == "agent"]
+        customers = sorted((c for c in chs if c["party_role"] != "agent"), key=lambda c: us(c["first_event_at"]))
+        outcome, started = row["outcome"], us(row["started_at"])
+        if row["direction"] == "internal":
+            assert outcome == "internal"
+            continue
+        if row["direction"] == "outbound":
+            connected = any(c["connected_at"] for c in customers)
+            done = all(c["is_complete"] for c in customers)
+            assert outcome == ("connected" if connected else "failed" if done else "in_progress"), iid
+            continue
+        hung_up = us(customers[0]["disconnected_at"] or customers[0]["ended_at"])
+        alerted = [us(c["alerted_at"]) for c in agents if c["alerted_at"]]
+        ringing = [
+            c
+            for c in agents
+            for s in c["segments"]
+            if s["state"] == "alerting" and us(s["start_at"]) <= (hung_up or 0) < (us(s["end_at"]) or OPEN)
+        ]
+        if row["answered_at"]:
+            expected = "answered"
+        elif hung_up is None:
+            expected = "in_progress"
+        elif not alerted or min(alerted) > hung_up:
+            expected = "abandoned_before_offer"
+        else:
+            expected = "abandoned_while_alerting" if ringing else "abandoned_after_offer"
+        assert outcome == expected, iid
+        assert row["abandon_ms"] == ((hung_up - started) // 1000 if outcome.startswith("abandoned") else None)
+
+
+def test_interaction_handoffs_match_the_channels(gen):
+    for iid, chs in _by_interaction(gen.truth).items():
+        row = gen.truth["interactions"][iid]
+        got = (row["transfers"], row["blind_transfers"], row["warm_transfers"], row["consults"], row["conferences"])
+        if row["direction"] == "internal":  # an agent-to-agent call hands no customer on
+            assert got == (0, 0, 0, 0, 0), iid
+            continue
+        h = _handoffs(chs)
+        assert got == (h["blind"] + h["warm"], h["blind"], h["warm"], h["consult"], h["conference"]), iid
+
+
+def test_every_contact_kind_outcome_and_handoff_is_there(gen):
+    from pipelines.synthetic.contacts import MIX
+    from schemas.outputs import OUTCOMES
+
+    rows = list(gen.truth["interactions"].values())
+    assert set(gen.truth["counts"]["contact_kinds"]) == set(MIX) | {"queued"}
+    assert {r["outcome"] for r in rows} == set(OUTCOMES)
+    assert {(r["direction"], r["outcome"]) for r in rows if r["outcome"] == "in_progress"} == {
+        ("inbound", "in_progress"),
+        ("outbound", "in_progress"),
+    }
+    assert any(r["blind_transfers"] and not r["warm_transfers"] for r in rows)
+    assert any(r["warm_transfers"] and not r["conferences"] for r in rows)
+    assert any(r["consults"] > r["warm_transfers"] and not r["conferences"] for r in rows)  # consult returns
+    assert any(r["conferences"] and r["warm_transfers"] for r in rows)
+    assert any(r["conferences"] and not r["transfers"] for r in rows)
+    assert any(r["transfers"] == 2 and r["blind_transfers"] == 1 and len(r["agent_path"]) == 3 for r in rows)
+    assert any(r["outcome"] == "answered" and r["offers"] == 2 and r["distinct_agents"] == 2 for r in rows)
+    assert any(r["outcome"] == "abandoned_after_offer" and r["offers"] == 2 for r in rows)
+    assert any(r["direction"] == "internal" and len(r["agent_path"]) == 2 for r in rows)
+    assert any(r["hold_abandon"] for r in rows) and any("customer_role" in r["inference"] for r in rows)
+    assert any(not r["is_complete"] and r["outcome"] == "answered" for r in rows)

@@ -353,7 +353,9 @@ def test_internal():
         "first_offered_at": None,
         "offers": 2,
     }
-    assert handoffs(row) == (0, 0, 0, 1, 0) and row["customer_channels"] == 0
+    # an agent-to-agent call hands no customer on: no consult, though the two legs overlap
+    assert handoffs(row) == (0, 0, 0, 0, 0) and row["customer_channels"] == 0
+    assert (row["agent_path"], row["first_agent_id"], row["final_agent_id"]) == (["a1", "a2"], "a1", "a2")
     refused = interaction_row([offer("ag1", "a1", 0, 12, "rejected")])
     assert (refused["direction"], refused["outcome"], refused["offers"], refused["agent_path"]) == (
         "internal",

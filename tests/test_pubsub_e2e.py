@@ -24,7 +24,11 @@ from tests.pubsub_emulator import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "vccflow-e2e"
-WAIT_S = 90
+#: The wait for the tables fails after this long without a new row (the local runner is
+#: slow on a loaded 2-core machine, so the clock restarts with every row that lands) ...
+STALL_S = 90
+#: ... or after this long in all.
+WAIT_S = 420
 HEARTBEAT_AGENT = "e2e-heartbeat"
 
 
@@ -71,20 +75,33 @@ def start_stream_job(subscription: str, out: Path, log: Path) -> subprocess.Pope
 
 def wait_for_tables(job: subprocess.Popen, out: Path, truth: dict, log: Path) -> tuple[list[dict], list[dict]]:
     """The ``channel_sessions`` and non-``late`` ``dead_letter`` rows, once there are as many
-    as the truth has (fails if the job dies or ``WAIT_S`` passes)."""
-    deadline = time.monotonic() + WAIT_S
+    as the truth has and every interaction is in (fails if the job dies, if ``STALL_S`` pass
+    without a new row, or after ``WAIT_S``)."""
+    start = last_progress = time.monotonic()
     expected_dead = sum(truth["counts"]["dead_letters"].values())
+    seen = (0, 0, 0)
     while True:
         sessions = read_rows(out, "channel_sessions")
         dead = [r for r in read_rows(out, "dead_letter") if r["error_code"] != "late"]
-        if len(sessions) >= len(truth["channels"]) and len(dead) >= expected_dead:
+        interactions = read_rows(out, "interactions")
+        now = (len(sessions), len(dead), len(interactions))
+        if now[0] >= len(truth["channels"]) and now[1] >= expected_dead and now[2] >= len(truth["interactions"]):
             return sessions, dead
+        if now != seen:
+            seen, last_progress = now, time.monotonic()
         assert job.poll() is None, f"the stream job died:\n{log.read_text(errors='replace')[-3000:]}"
-        assert time.monotonic() < deadline, (
-            f"after {WAIT_S}s: {len(sessions)} of {len(truth['channels'])} channels, {len(dead)} dead letters\n"
-            + log.read_text(errors="replace")[-3000:]
+        stalled, waited = time.monotonic() - last_progress, time.monotonic() - start
+        assert stalled < STALL_S and waited < WAIT_S, (
+            f"after {waited:.0f}s ({stalled:.0f}s without a new row): {now[0]} of {len(truth['channels'])} "
+            f"channels, {now[1]} of {expected_dead} dead letters, {now[2]} of {len(truth['interactions'])} "
+            "interactions\n" + log.read_text(errors="replace")[-3000:]
         )
         time.sleep(1)
+
+
+def iso(value):
+    """A Parquet value as the truth file writes it (ISO-8601 UTC with microseconds)."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(value, datetime) else value
 
 
 def assert_tables_match_truth(out: Path, truth: dict, sessions: list[dict], dead: list[dict]) -> None:
@@ -97,6 +114,16 @@ def assert_tables_match_truth(out: Path, truth: dict, sessions: list[dict], dead
         assert got == {k: expected[k] for k in METRICS}, channel_id
     segments = read_rows(out, "channel_segments")
     assert len(segments) == sum(len(ch["segments"]) for ch in truth["channels"].values())
+    interactions = {row["interaction_id"]: row for row in read_rows(out, "interactions")}
+    assert interactions.keys() == truth["interactions"].keys()
+    # ``--rebase-time`` moved every event by one whole-second shift: the same for every time
+    some_id, some = next(iter(truth["interactions"].items()))
+    shift = interactions[some_id]["started_at"] - datetime.fromisoformat(some["started_at"])
+    assert shift.microseconds == 0
+    for interaction_id, expected in truth["interactions"].items():
+        row = interactions[interaction_id]
+        got = {k: iso(row[k] - shift if isinstance(row[k], datetime) else row[k]) for k in expected}
+        assert got == expected, interaction_id
 
     codes = {}
     for row in dead:
@@ -124,7 +151,7 @@ def test_stream_job_on_the_emulator_matches_the_generator_truth(pubsub_emulator,
     pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
 
     data = tmp_path / "generated"
-    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "20", "--seed", "11"]) == 0
+    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "30", "--seed", "11"]) == 0
     truth = json.loads((data / "truth.json").read_text())
 
     out = tmp_path / "live"

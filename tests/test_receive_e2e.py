@@ -33,7 +33,7 @@ def generated(tmp_path: Path) -> tuple[list[bytes], dict]:
     """The generator's notifications (blank lines left out: VCC posts none), as delivered:
     duplicates, garbage and disorder included; and its truth."""
     data = tmp_path / "generated"
-    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "20", "--seed", "11"]) == 0
+    assert generate.run(["--output", str(data), "--agents", "3", "--interactions", "30", "--seed", "11"]) == 0
     paths = sorted(str(p) for p in data.glob("notifications-*.jsonl"))
     return list(publish.read_records(paths)), json.loads((data / "truth.json").read_text())
 

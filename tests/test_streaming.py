@@ -143,7 +143,7 @@ def generated(tmp_path_factory) -> Path:
     """A small generated day: 3 agents (+1 without presence), 20 interactions, duplicates,
     dead letters, anomalies, channels cut off at the end of the data."""
     folder = tmp_path_factory.mktemp("generated")
-    assert generate.run(["--output", str(folder), "--agents", "3", "--interactions", "20", "--seed", "3"]) == 0
+    assert generate.run(["--output", str(folder), "--agents", "3", "--interactions", "30", "--seed", "3"]) == 0
     return folder
 
 
@@ -182,6 +182,10 @@ def test_stream_tables_equal_the_batch_job_and_the_archive_recomputes_them(gener
     for n in range(0, len(arrivals), 20):  # arrivals in chunks of 20, the watermark after each
         chunk = arrivals[n : n + 20]
         events = events.add_elements([line for _, _, line in chunk]).advance_watermark_to(ms(chunk[-1][0]))
+    # past the channels' expiry (4 h of silence: the cut-off ones), step by step so the
+    # interactions they close are emitted before the service intervals' backstop (a day)
+    for hours in (5, 6, 7):
+        events = events.advance_watermark_to(ms(arrivals[-1][0] + hours * 3600 * US))
     events = events.advance_watermark_to(ms(arrivals[-1][0] + 3 * 86400 * US)).advance_watermark_to_infinity()
 
     live = tmp_path / "live"
@@ -626,7 +630,8 @@ def test_a_service_interval_waits_for_every_channel_and_interaction_announced_in
     """One jump of the watermark makes every timer due at once (the local runner holds no
     watermark for timers): each interval still waits for the channels that ended in it and
     the interaction with events in it (``int1``, final only when ``chU`` expires four hours
-    later; chU connected while chT was: a consult), then emits its row once."""
+    later), then emits its row once. The interaction has no customer channel: internal, so
+    chU connecting while chT was is no consult."""
     events = call("chS", 0) + call("chT", 850) + call("chU", 860, ended=False)  # chT ends 08:15:45
     jump = ms(T0 + 10 * 86400 * US)
     stream_ = EventStream().add_elements(events).advance_watermark_to(jump).advance_watermark_to_infinity()
@@ -634,7 +639,7 @@ def test_a_service_interval_waits_for_every_channel_and_interaction_announced_in
     with streaming_pipeline() as p:
         out = p | stream_ | SessionizeStream(settings, clock=epoch_clock)
         fields = ("interval_start", "interval_end", "handled", "handle_ms_of_handled", "inbound", "consults")
-        expected = [(T0, T0 + 900 * US, 1, 90_000, 0, 1), (T0 + 900 * US, T0 + 1800 * US, 1, 90_000, 0, 0)]
+        expected = [(T0, T0 + 900 * US, 1, 90_000, 0, 0), (T0 + 900 * US, T0 + 1800 * US, 1, 90_000, 0, 0)]
         assert_that(rows_of(out, "service_intervals", fields), equal_to(expected), label="service")
         interactions = rows_of(out, "interactions", ("interaction_id", "direction", "is_complete"))
         assert_that(interactions, equal_to([("int1", "internal", False)]), label="interactions")

@@ -63,7 +63,9 @@ Hand-offs
       A ends first (A ended while B is open or ends later; ending together is no
       transfer); a conference as well when a customer channel is in state ``connected``
       for at least 1 ms (floored per endpoint) during the overlap ``[B start, first of
-      the two ends)``.
+      the two ends)``. Internal interactions (no customer channel) have no hand-offs: a
+      call between two agents hands no customer on (as Genesys Cloud's ``nConsult`` and
+      ``nTransferred`` count customer conversations only).
     - ``agent_path``: agent ids in phase order, each once; ``first_agent_id`` its first;
       ``final_agent_id`` the agent of the phase that ends last (open phases last, ties:
       the later phase): after a consult that returns to the first agent, the first
@@ -364,7 +366,7 @@ def interaction_values(channels: Iterable[Sequence]) -> tuple:
     outcome, left = _outcome(direction, customers, agents, answering is not None)
 
     phases = [(c[_CONNECTED], _phase_end(c), c) for c in connected]
-    blind, warm, consults, conferences = _hand_offs(phases, customers)
+    blind, warm, consults, conferences = _hand_offs(phases, customers) if customers else (0, 0, 0, 0)
     path: list[str] = []
     for c in connected:
         if c[_AGENT] is not None and c[_AGENT] not in path:

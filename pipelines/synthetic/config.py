@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pipelines.synthetic.times import DEFAULT_START, parse_start
 
 MIN_AGENTS = 3
-MIN_INTERACTIONS = 20
+MIN_INTERACTIONS = 30
 
 
 @dataclass(frozen=True)

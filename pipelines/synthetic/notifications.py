@@ -25,7 +25,7 @@ def dumps(obj: Any) -> bytes:
 
 def channel_body(ch: Channel) -> dict:
     """``data.channel`` of a channel's notifications."""
-    party = {"role": "agent", "agentId": ch.agent, "userId": ch.user} if ch.role == "agent" else {"role": "customer"}
+    party = {"role": "agent", "agentId": ch.agent, "userId": ch.user} if ch.role == "agent" else {"role": ch.role}
     return {"conversationId": ch.conv, "interactionId": ch.iid, "channelId": ch.cid, "party": party}
 
 

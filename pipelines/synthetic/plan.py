@@ -1,20 +1,24 @@
 """What the simulation lays out, so the truth is known by construction: channels (events and
-state segments built together), work items, agents with their presence and login sessions."""
+state segments built together), contacts (an interaction's channels with what was planned for
+it: who answered, which hand-offs), work items, agents with their presence and login sessions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class Channel:
     """One channel as the simulation lays it out: its events (``[ts, kind, reason, anomaly]``,
     kind without ``channel.``) and its state segments (``[state, start, end, started_by,
-    ended_by]``, end None while open), built together so the truth is known by construction."""
+    ended_by]``, end None while open), built together so the truth is known by construction.
+    ``slot`` numbers the agents of a work item: 0 is the agent whose ready period holds the
+    item, 1 and 2 are other agents found logged in and ready when it is placed."""
 
-    __slots__ = ("cid", "iid", "conv", "role", "style", "agent", "user", "events", "segs")
+    __slots__ = ("cid", "iid", "conv", "role", "style", "slot", "agent", "user", "events", "segs")
 
-    def __init__(self, iid: str, conv: str, cid: str, role: str, style: str) -> None:
-        self.cid, self.iid, self.conv, self.role, self.style = cid, iid, conv, role, style
+    def __init__(self, iid: str, conv: str, cid: str, role: str, style: str, slot: int = 0) -> None:
+        self.cid, self.iid, self.conv, self.role, self.style, self.slot = cid, iid, conv, role, style, slot
         self.agent: str | None = None
         self.user: str | None = None
         self.events: list[list] = []
@@ -92,15 +96,73 @@ class Channel:
         return max(ev[0] for ev in self.events)
 
 
+class Handoff(NamedTuple):
+    """A hand-off between two consecutive agent connections of a contact, as laid out:
+    ``blind`` (the next agent connects after the first one disconnected), ``warm`` (a consult,
+    then the first agent leaves) or ``return`` (a consult, then the consulted agent leaves);
+    ``conference``: the customer was connected, not held, during the consult."""
+
+    kind: str
+    conference: bool = False
+
+
+@dataclass
+class Contact:
+    """One interaction as planned: its channels, its direction and outcome, the channel that
+    answered it (agent inbound, customer outbound), the customer channel whose end is the
+    abandon, the agent channels in the order they connected, the hand-offs between
+    consecutive ones, and (where the hand-offs do not tell) the final agent's channel."""
+
+    kind: str
+    direction: str
+    outcome: str
+    channels: list[Channel]
+    answer: Channel | None = None
+    abandon: Channel | None = None
+    connects: list[Channel] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    final: Channel | None = None
+
+    def final_agent(self) -> Channel | None:
+        """The agent channel whose connected phase ends last: ``final`` when the layout says
+        so, else the one the hand-offs leave the customer with (a ``return`` stays with the
+        agent who consulted)."""
+        if self.final is not None or not self.connects:
+            return self.final
+        holder = self.connects[0]
+        for to, handoff in zip(self.connects[1:], self.handoffs, strict=False):
+            if handoff.kind != "return":
+                holder = to
+        return holder
+
+
 @dataclass
 class Item:
-    """A unit of agent work laid out from time 0: its channels (nested calls included)."""
+    """A unit of agent work laid out from time 0: its contacts (an email's nested calls
+    included) and their channels; ``connect`` is when the slot-0 agent channel connected
+    (the start of an interruption when the item is a call nested in an email), ``end`` its
+    last event."""
 
+    contacts: list[Contact]
     channels: list[Channel]
     length: int
-    n: int  # interactions
-    connect: int  # agent channel connected (calls)
-    end: int  # agent channel ended (calls)
+    connect: int
+    end: int
+
+    @property
+    def n(self) -> int:
+        """Interactions in the item."""
+        return len(self.contacts)
+
+    def helper_spans(self) -> list[tuple[int, int]]:
+        """For agent slots 1, 2, ...: the first and last event time of that agent's channels."""
+        spans: dict[int, tuple[int, int]] = {}
+        for ch in self.channels:
+            if ch.slot:
+                times = [ev[0] for ev in ch.events]
+                lo, hi = spans.get(ch.slot, (min(times), max(times)))
+                spans[ch.slot] = (min(lo, *times), max(hi, *times))
+        return [spans[k] for k in sorted(spans)]
 
     def shift(self, dt: int) -> None:
         for ch in self.channels:

@@ -1,17 +1,24 @@
 """The simulation: one contact center's agents working shifts (presence changes, login
-sessions, ready periods) and the work items they handle (calls, emails with the calls nested
-in them, work cut off at the end of the data, a few out-of-place events), laid out as
-:mod:`pipelines.synthetic.plan` objects. Everything is drawn from ``random.Random(seed)``."""
+sessions, ready periods) and the work items they handle (the contacts of
+:mod:`pipelines.synthetic.contacts`, emails with the calls nested in them, work cut off at the
+end of the data, a few out-of-place events), laid out as :mod:`pipelines.synthetic.plan`
+objects. Everything is drawn from ``random.Random(seed)``.
+
+Each work item lies in one ready block of the agent who takes it; the second and third agent
+of a contact (a rejected offer, a transfer, a consult, an internal call) is another agent
+whose ready block holds that agent's channels with MARGIN to spare (so every agent channel
+lies inside one of its agent's login sessions), preferably with no other work booked then."""
 
 from __future__ import annotations
 
+import bisect
 import random
-import uuid
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
 
 from pipelines.synthetic.config import Config
-from pipelines.synthetic.plan import Agent, Block, Channel, Item, Presence, Session
+from pipelines.synthetic.contacts import OTHER_ROLE, Layout, Spec
+from pipelines.synthetic.plan import Agent, Block, Channel, Contact, Item, Presence, Session
 from pipelines.synthetic.times import DAY, HOUR, MIN, SEC, align, parse_start
 
 #: Interactions one agent handles per day at most (sets how many days are simulated).
@@ -20,6 +27,10 @@ PER_AGENT_DAY = 30
 ITEM_MAX = 35 * MIN
 #: Work stays this far from presence changes, so channel work lies inside login sessions.
 MARGIN = 2 * MIN
+#: Another agent's work stays this far from what that agent is booked for, where possible.
+REST = 10 * SEC
+#: Candidate blocks scanned in full up to this many, else sampled this many times.
+_SCAN = 32
 
 #: Presence catalog: canonical type -> (category description, ((subcategory, description), ...)).
 _PRESENCES = {
@@ -31,6 +42,11 @@ _PRESENCES = {
 }
 #: VCC's other casing of the known types (used now and then).
 _CASING = {"ready": "Ready", "away": "Away", "extendedAway": "ExtendedAway", "loggedOut": "LoggedOut"}
+
+
+def _plain(kind: str, style: str = "ms") -> Spec:
+    """A call without holds: inbound answered or outbound connected."""
+    return Spec(kind, style, (0, False))
 
 
 class Overflow(Exception):
@@ -49,24 +65,14 @@ class Simulation:
         midnight = -(-(self.start + 6 * HOUR) // DAY) * DAY
         self.night = midnight - 4 * HOUR - self.start
         self.end = self.start + (days - 1) * DAY + self.night + 7 * HOUR
-        self.pids = {(canon, sub): self.uuid() for canon, (_, subs) in _PRESENCES.items() for sub, _ in subs}
+        self.layout = Layout(self.rng)
+        uid = self.layout.uuid
+        self.pids = {(canon, sub): uid() for canon, (_, subs) in _PRESENCES.items() for sub, _ in subs}
         ids = self.rng.sample(range(1000, 10000), cfg.agents + 1)
-        self.agents = [Agent(i, str(a), self.uuid(), [], [], []) for i, a in enumerate(ids[: cfg.agents])]
-        self.ghost = Agent(cfg.agents, str(ids[-1]), self.uuid(), [], [], [])
+        self.agents = [Agent(i, str(a), uid(), [], [], []) for i, a in enumerate(ids[: cfg.agents])]
+        self.ghost = Agent(cfg.agents, str(ids[-1]), uid(), [], [], [])
         self.regular: list[Channel] = []  # placed in login sessions, complete before the end
-
-    # -- random helpers ------------------------------------------------------------------
-
-    def uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
-    def dur(self, lo_s: float, hi_s: float, q: int) -> int:
-        """A random duration in ms, a positive multiple of ``q``."""
-        ms = int(self.rng.uniform(lo_s, hi_s) * SEC)
-        return max(q, ms - ms % q)
-
-    def pick(self, options: tuple, weights: tuple) -> Any:
-        return self.rng.choices(options, weights)[0]
+        self.contacts: list[Contact] = []  # every interaction's plan
 
     # -- agents: shifts, presence, sessions ------------------------------------------------
 
@@ -123,12 +129,16 @@ class Simulation:
         return blocks
 
     def plan_agents(self) -> list[Block]:
+        """Every agent's shifts; returns the ready blocks in order of start. Day shifts start
+        spread from the start of the data to 2 h before the night shift, the last one (the only
+        one when there is a single day agent) overlapping it, so three agents are logged in
+        together at some point (a transfer chain needs them)."""
         n_day = self.cfg.agents - 2
         span = max(0, self.night - 2 * HOUR)
         blocks = []
         for day in range(self.days):
             for ag in self.agents:
-                offset = self.night if ag.idx >= n_day else (ag.idx * span // max(1, n_day - 1))
+                offset = self.night if ag.idx >= n_day else span if n_day == 1 else ag.idx * span // (n_day - 1)
                 login = self.start + day * DAY + offset + self.rng.randint(0, 10 * MIN)
                 blocks += self.shift_plan(ag, day, login, day == self.days - 1)
         blocks.sort(key=lambda b: (b.start, b.agent.idx))
@@ -136,167 +146,41 @@ class Simulation:
 
     # -- work items ----------------------------------------------------------------------
 
-    def new_channel(self, iid: str, conv: str, role: str, style: str) -> Channel:
-        return Channel(iid, conv, self.uuid(), role, style)
-
-    def random_call(self, direction: str | None = None, style: str | None = None) -> tuple:
-        direction = direction or self.pick(("inbound", "outbound"), (80, 20))
-        style = style or self.pick(("ms", "7", "sec"), (80, 10, 10))
-        holds = self.pick((0, 1, 2, 3), (55, 25, 13, 7))
-        return ("call", direction, style, holds, holds > 0 and self.rng.random() < 0.12)
-
-    def random_spec(self, budget: int) -> tuple:
-        """A random work item using at most ``budget`` (>= 1) interactions."""
-        kind = self.pick(("call", "failed", "email"), (70, 6, 24))
-        style = self.pick(("ms", "7", "sec"), (80, 10, 10))
-        if kind == "call":
-            return self.random_call(style=style)
-        if kind == "failed":
-            return ("failed", style)
-        k = min(self.pick((0, 1, 2), (40, 40, 20)), budget - 1)
-        nested = tuple((self.random_call(), self.rng.random() < 0.75) for _ in range(k))
-        return ("email", style, self.pick((0, 1, 2, 3), (35, 35, 20, 10)), nested)
-
-    def build(self, spec: tuple) -> Item:
-        if spec[0] == "call":
-            return self.call(*spec[1:])
-        if spec[0] == "failed":
-            return self.failed(spec[1])
-        return self.email(*spec[1:])
-
-    def realize(self, spec: tuple) -> Item:
+    def realize(self, spec: Spec) -> Item:
         """The item of ``spec`` with fresh ids and durations, no longer than ITEM_MAX."""
         while True:
-            item = self.build(spec)
+            item = self.layout.build(spec)
             if item.length <= ITEM_MAX:
                 return item
 
-    def call(self, direction: str, style: str, holds: int, hangup_held: bool) -> Item:
-        """Voice call: inbound (customer channel connected at once, agent rung) or outbound
-        (agent channel first, then the customer rings); holds on both channels; the customer
-        may hang up while held; agent wrap after the disconnect."""
-        q = SEC if style == "sec" else 1
-        d = self.dur
-        iid, conv = self.uuid(), self.uuid()
-        cust = self.new_channel(iid, conv, "customer", style)
-        ag = self.new_channel(iid, conv, "agent", style)
-        if direction == "inbound":
-            cust.alerted(0)
-            cust.connected(0)
-            t = d(5, 60, q)
-            ag.alerted(t)
-            t += d(3, 20, q)
-            ag.connected(t)
-            connect = t
-        else:
-            ag.alerted(0)
-            t = connect = d(0.5, 2, q)
-            ag.connected(t)
-            t += d(0.3, 1.5, q)
-            cust.alerted(t)
-            t += d(5, 25, q)
-            cust.connected(t)
-        both = (ag, cust)
-        for i in range(holds):
-            t += d(20, 180, q)
-            for c in both:
-                c.suspend("held", t)
-            t += d(10, 120, q)
-            if hangup_held and i == holds - 1:
-                break
-            for c in both:
-                c.resume("retrieved", t)
-        else:
-            t += d(20, 240, q)
-        for c in both:
-            c.disconnected(t)
-        cust.ended(t, "released")
-        ag.wrapstarted(t)
-        end = t + d(10, 120, q)
-        ag.ended(end, "released")
-        channels = [cust, ag] if direction == "inbound" else [ag, cust]
-        return Item(channels, end, 1, connect, end)
-
-    def failed(self, style: str) -> Item:
-        """An offer the agent's device refused: alerted -> connectionfailed -> ended."""
-        q = SEC if style == "sec" else 1
-        ag = self.new_channel(self.uuid(), self.uuid(), "agent", style)
-        ag.alerted(0)
-        reason = self.pick(("rejected", "busy", "noAnswer"), (50, 30, 20))
-        t = self.dur(0.5, 2, q) if reason == "busy" else self.dur(5, 25, q)
-        ag.failed(t, reason)
-        end = t + self.dur(0.05, 1, q)
-        ag.ended(end, reason if self.rng.random() < 0.5 else None)
-        return Item([ag], end, 1, t, end)
-
-    def email(self, style: str, parks: int, nested: tuple) -> Item:
-        """Email: parked/unparked episodes and calls taken while it is open, each either
-        interrupting it (interrupted at the call's connect, resumed after the call's wrap)
-        or not; all on both channels."""
-        q = SEC if style == "sec" else 1
-        d = self.dur
-        iid, conv = self.uuid(), self.uuid()
-        cust = self.new_channel(iid, conv, "customer", style)
-        ag = self.new_channel(iid, conv, "agent", style)
-        channels = [cust, ag]
-        cust.alerted(0)
-        cust.connected(0)
-        t = d(2, 60, q)
-        ag.alerted(t)
-        t += d(2, 30, q)
-        ag.connected(t)
-        both = (ag, cust)
-        steps: list = ["park"] * parks + list(nested)
-        self.rng.shuffle(steps)
-        for step in steps:
-            t += d(20, 120, q)
-            if step == "park":
-                for c in both:
-                    c.suspend("parked", t)
-                t += d(30, 240, q)
-                for c in both:
-                    c.resume("unparked", t)
-                continue
-            spec, interrupts = step
-            call = self.build(spec)
-            call.shift(align(t + d(5, 60, 1)))
-            channels += call.channels
-            t = call.end
-            if interrupts:
-                for c in both:
-                    c.suspend("interrupted", call.connect)
-                t += d(0.2, 2, q)
-                for c in both:
-                    c.resume("resumed", t)
-        t += d(20, 120, q)
-        for c in both:
-            c.disconnected(t)
-        cust.ended(t, "released")
-        ag.wrapstarted(t)
-        end = t + d(30, 180, q)
-        ag.ended(end, "released")
-        return Item(channels, end, 1 + len(nested), 0, end)
-
-    # -- placing the work ------------------------------------------------------------------
-
-    def spec_stream(self, total: int):
+    def spec_stream(self, total: int) -> Iterator[Spec]:
         """Work item specs using exactly ``total`` interactions; the ones every dataset must
-        contain are spread in at random positions."""
+        contain (every contact kind, timestamp style and customer-side role) are spread in at
+        random positions."""
         forced = [
-            ("call", "inbound", "7", 2, False),
-            ("call", "inbound", "ms", 1, True),  # customer hangs up while held
-            ("call", "outbound", "ms", 1, False),
-            ("failed", "sec"),
-            (
+            Spec("answered", "7", (2, False), OTHER_ROLE),
+            Spec("answered", "ms", (1, True)),  # customer hangs up while held
+            Spec(
                 "email",
                 "ms",
-                2,
-                ((("call", "inbound", "ms", 0, False), True), (("call", "outbound", "sec", 0, False), True)),
+                (2, ((Spec("answered", "ms", (0, False)), True), (Spec("outbound", "sec", (0, False)), True))),
             ),
-            ("call", "inbound", "sec", 0, False),
+            Spec("missed_then_answered", "sec", ("rejected",)),
+            Spec("queue_abandon", "ms"),
+            Spec("ringing_abandon", "ms"),
+            Spec("offer_abandon", "ms", ("rejected", "noAnswer")),
+            Spec("blind_transfer", "ms"),
+            Spec("warm_transfer", "7"),
+            Spec("consult_return", "ms"),
+            Spec("conference", "ms", (True, True)),  # after a consult on hold; the first agent leaves
+            Spec("conference", "sec", (False, False)),  # joined at once; the consulted agent leaves
+            Spec("transfer_chain", "ms", ("blind", "warm")),
+            Spec("outbound_failed", "ms", ("busy",)),
+            Spec("outbound_failed", "7", ("noAnswer",)),
+            Spec("internal", "ms", ("connected",)),
         ]
         self.rng.shuffle(forced)
-        size = lambda s: 1 + len(s[3]) if s[0] == "email" else 1  # noqa: E731
+        size = lambda s: 1 + len(s.args[1]) if s.kind == "email" else 1  # noqa: E731
         reserve = sum(size(s) for s in forced)
         slots = set(self.rng.sample(range(max(len(forced), total // 2)), len(forced)))
         used = k = 0
@@ -306,20 +190,23 @@ class Simulation:
                 spec = forced.pop()
                 reserve -= size(spec)
             else:
-                spec = self.random_spec(budget)
+                spec = self.layout.random_spec(budget)
             used += size(spec)
             k += 1
             yield spec
 
     def place(self, blocks: list[Block], total: int) -> None:
         """Lay ``total`` interactions into the ready blocks, in proportion to their length,
-        with random gaps; items that do not fit move on to the next block."""
+        with random gaps, clear of the work booked for the block's agent as the second or third
+        agent of other contacts; an item whose other agents cannot be found logged in and
+        ready, or that does not fit, moves on to the next block."""
+        staff = _Staff(blocks, self.rng)
         caps = [max(0, b.end - b.start - 2 * MARGIN) for b in blocks]
         whole = sum(caps)
         stream = self.spec_stream(total)
         pending: deque[Item] = deque()
         made = cum = 0
-        for block, cap in zip(blocks, caps, strict=True):
+        for k, (block, cap) in enumerate(zip(blocks, caps, strict=True)):
             cum += cap
             target = total * cum // whole
             while made < target:
@@ -327,42 +214,61 @@ class Simulation:
                 pending.append(item)
                 made += item.n
             c0 = align(block.start + MARGIN)
-            room = block.end - MARGIN - c0
+            stop = block.end - MARGIN
             placed, used = [], 0
-            while pending and used + pending[0].length + SEC <= room:
+            while pending and used + pending[0].length + SEC <= stop - c0:
                 item = pending.popleft()
                 placed.append(item)
                 used += item.length + SEC
             if not placed:
                 continue
             weights = [self.rng.random() for _ in range(len(placed) + 1)]
-            scale = (room - used) / sum(weights)
-            cursor = c0
+            scale = (stop - c0 - used) / sum(weights)
+            cursor, retry = c0, []
             for item, w in zip(placed, weights, strict=False):
-                cursor = align(cursor + int(w * scale))
-                item.shift(cursor)
-                cursor += item.length
-                self.assign(item.channels, block.agent, block.session)
+                at = staff.clear(k, align(cursor + int(w * scale)), item.length)
+                helpers = staff.helpers(k, at, item) if at + item.length <= stop else None
+                if helpers is None:
+                    retry.append(item)
+                    continue
+                item.shift(at)
+                staff.book(k, at, at + item.length)
+                self.assign(item, block.agent, block.session, helpers)
+                cursor = at + item.length
+            pending.extendleft(reversed(retry))
         if pending:
             raise Overflow
 
-    def assign(self, channels: list[Channel], ag: Agent, session: Session | None, regular: bool = True) -> None:
-        """Give the agent channels to ``ag`` (and its login ``session``, if any)."""
-        for ch in channels:
+    def assign(
+        self, item: Item, ag: Agent, session: Session | None, helpers: list[Block], regular: bool = True
+    ) -> None:
+        """Give the item's agent channels to ``ag`` (and its login ``session``, if any), those
+        of slot 1, 2, ... to the agents of ``helpers``; record its contacts."""
+        for ch in item.channels:
             if ch.role == "agent":
-                ch.agent, ch.user = ag.agent_id, ag.user_id
-                ag.channels.append(ch)
-                if session is not None:
-                    session.channels.append(ch)
+                owner, sess = (
+                    (ag, session) if ch.slot == 0 else (helpers[ch.slot - 1].agent, helpers[ch.slot - 1].session)
+                )
+                ch.agent, ch.user = owner.agent_id, owner.user_id
+                owner.channels.append(ch)
+                if sess is not None:
+                    sess.channels.append(ch)
             if regular:
                 self.regular.append(ch)
+        self.contacts += item.contacts
+
+    def _pair(self, style: str) -> tuple[str, str, Channel, Channel]:
+        """A customer and an agent channel of a new interaction."""
+        iid, conv = self.layout.uuid(), self.layout.uuid()
+        cust = Channel(iid, conv, self.layout.uuid(), "customer", style)
+        return iid, conv, cust, Channel(iid, conv, self.layout.uuid(), "agent", style)
 
     def tails(self) -> list[Channel]:
         """Work still going on when the data ends: the last night agent has an email open
-        (connected) and a call on hold; the other night agent is in wrap."""
+        (connected) and a call on hold; the other night agent is in wrap and dialing out (the
+        customer's channel alerting); a customer waits in the queue."""
         end = self.end
-        iid, conv = self.uuid(), self.uuid()
-        e_cust, e_ag = self.new_channel(iid, conv, "customer", "ms"), self.new_channel(iid, conv, "agent", "ms")
+        _, _, e_cust, e_ag = self._pair("ms")
         s = end - 25 * MIN + 137
         e_cust.alerted(s)
         e_cust.connected(s)
@@ -373,8 +279,7 @@ class Simulation:
             c.resume("unparked", s + 6 * MIN + 12_345)
             c.disconnected(end + 5 * MIN)
         e_cust.ended(end + 5 * MIN, "released")
-        iid, conv = self.uuid(), self.uuid()
-        h_cust, h_ag = self.new_channel(iid, conv, "customer", "7"), self.new_channel(iid, conv, "agent", "7")
+        _, _, h_cust, h_ag = self._pair("7")
         c0 = end - 10 * MIN + 250
         h_cust.alerted(c0)
         h_cust.connected(c0)
@@ -385,8 +290,7 @@ class Simulation:
             c.resume("retrieved", end - 4 * MIN + 1)
             c.suspend("held", end - 40 * SEC)
             c.resume("retrieved", end + MIN)
-        iid, conv = self.uuid(), self.uuid()
-        w_cust, w_ag = self.new_channel(iid, conv, "customer", "ms"), self.new_channel(iid, conv, "agent", "ms")
+        _, _, w_cust, w_ag = self._pair("ms")
         c0 = end - 9 * MIN + 421
         w_cust.alerted(c0)
         w_cust.connected(c0)
@@ -399,20 +303,40 @@ class Simulation:
         w_cust.ended(end - 45 * SEC, "released")
         w_ag.wrapstarted(end - 45 * SEC)
         w_ag.ended(end + 75 * SEC, "released")
-        self.assign([e_cust, e_ag, h_cust, h_ag], self.agents[-1], self.agents[-1].sessions[-1], regular=False)
-        self.assign([w_cust, w_ag], self.agents[-2], self.agents[-2].sessions[-1], regular=False)
-        return [e_cust, e_ag, h_cust, h_ag, w_cust, w_ag]
+        iid, conv = self.layout.uuid(), self.layout.uuid()
+        q_cust = Channel(iid, conv, self.layout.uuid(), "customer", "ms")
+        q_cust.alerted(end - 40 * SEC + 333)
+        q_cust.connected(end - 40 * SEC + 333)
+        iid, conv, o_cust, o_ag = self._pair("ms")
+        c0 = end - 20 * SEC + 71
+        o_ag.alerted(c0)
+        o_ag.connected(c0 + 912)
+        o_cust.alerted(c0 + 2_040)
+        o_cust.connected(end + 9_000)
+        last, other = self.agents[-1], self.agents[-2]
+        parts = (
+            (last, Contact("email", "inbound", "answered", [e_cust, e_ag], answer=e_ag, connects=[e_ag])),
+            (last, Contact("answered", "inbound", "answered", [h_cust, h_ag], answer=h_ag, connects=[h_ag])),
+            (other, Contact("answered", "inbound", "answered", [w_cust, w_ag], answer=w_ag, connects=[w_ag])),
+            (other, Contact("queued", "inbound", "in_progress", [q_cust])),
+            (other, Contact("outbound", "outbound", "in_progress", [o_ag, o_cust], connects=[o_ag])),
+        )
+        channels = []
+        for ag, contact in parts:
+            self.assign(Item([contact], contact.channels, 0, 0, 0), ag, ag.sessions[-1], [], regular=False)
+            channels += contact.channels
+        return channels
 
     def ghost_work(self) -> list[Channel]:
         """Two calls of an agent who has no presence data at all, under an hour apart, the
         first across the first UTC midnight."""
-        first = self.realize(self.random_call("inbound", "ms"))
+        first = self.realize(self.layout.random_call("inbound", "ms"))
         first.shift(align(self.start + self.night + 4 * HOUR - first.length // 2))
-        second = self.realize(self.random_call("outbound", "ms"))
+        second = self.realize(self.layout.random_call("outbound", "ms"))
         second.shift(align(first.end + self.rng.randint(10 * MIN, 50 * MIN)))
-        channels = first.channels + second.channels
-        self.assign(channels, self.ghost, None, regular=False)
-        return channels
+        for item in (first, second):
+            self.assign(item, self.ghost, None, [], regular=False)
+        return first.channels + second.channels
 
     def anomalies(self) -> None:
         """Out-of-place events on complete channels: a ``retrieved`` mid-talk without a hold,
@@ -433,9 +357,10 @@ class Simulation:
                 ch.odd(kind, ch.last_time() + self.rng.randint(SEC, 30 * SEC), f"{kind}_after_ended")
 
     def run(self) -> list[Channel]:
-        """Plan everything; returns every channel with events, cut at the end of the data."""
+        """Plan everything; returns every channel with events, cut at the end of the data
+        (``contacts`` then holds every interaction's plan)."""
         blocks = self.plan_agents()
-        total = self.cfg.interactions - 5  # 3 cut-off interactions, 2 of the agent without presence
+        total = self.cfg.interactions - 7  # 5 cut-off interactions, 2 of the agent without presence
         self.place(blocks, total)
         self.anomalies()
         channels = self.regular + self.tails() + self.ghost_work()
@@ -444,3 +369,67 @@ class Simulation:
         for ag in self.agents:
             ag.presence = [p for p in ag.presence if p.ts < self.end]
         return [ch for ch in channels if ch.events]
+
+
+class _Staff:
+    """Finds the second and third agents of a contact: another agent in a ready block that
+    holds their channels with MARGIN to spare, preferably one with no other work booked
+    within REST of them (an unprocessed block's own work is laid out clear of bookings)."""
+
+    def __init__(self, blocks: list[Block], rng: random.Random) -> None:
+        self.blocks, self.rng = blocks, rng
+        self.starts = [b.start for b in blocks]
+        self.longest = max(b.end - b.start for b in blocks)
+        self.work: list[list[tuple[int, int]]] = [[] for _ in blocks]  # booked spans per block
+
+    def book(self, k: int, lo: int, hi: int) -> None:
+        self.work[k].append((lo, hi))
+
+    def clear(self, k: int, at: int, length: int) -> int:
+        """The earliest start from ``at`` of ``length`` ms of work in block ``k`` clear of its bookings."""
+        for lo, hi in sorted(self.work[k]):
+            if lo < at + length + REST and hi + REST > at:
+                at = max(at, align(hi + REST))
+        return at
+
+    def _free(self, j: int, lo: int, hi: int) -> bool:
+        return all(e + REST <= lo or s >= hi + REST for s, e in self.work[j])
+
+    def _find(self, lo: int, hi: int, taken: set[int]) -> int | None:
+        a = bisect.bisect_left(self.starts, lo - MARGIN - self.longest)
+        b = bisect.bisect_right(self.starts, lo - MARGIN)
+        if a >= b:
+            return None
+        n = b - a
+        if n <= _SCAN:
+            first = self.rng.randrange(n)
+            tries = [a + (first + i) % n for i in range(n)]
+        else:
+            tries = [self.rng.randrange(a, b) for _ in range(_SCAN)]
+        fallback = None
+        for j in tries:
+            blk = self.blocks[j]
+            if blk.agent.idx in taken or blk.end - MARGIN < hi:
+                continue
+            if self._free(j, lo, hi):
+                return j
+            if fallback is None:
+                fallback = j
+        return fallback
+
+    def helpers(self, k: int, at: int, item: Item) -> list[Block] | None:
+        """Blocks of other agents for the item's slots 1, 2, ... placed at ``at`` (booked), or
+        None when some slot finds no agent."""
+        spans = item.helper_spans()
+        if not spans:
+            return []
+        taken, found = {self.blocks[k].agent.idx}, []
+        for lo, hi in spans:
+            j = self._find(at + lo, at + hi, taken)
+            if j is None:
+                return None
+            taken.add(self.blocks[j].agent.idx)
+            found.append((j, at + lo, at + hi))
+        for j, lo, hi in found:
+            self.book(j, lo, hi)
+        return [self.blocks[j] for j, _, _ in found]

@@ -25,6 +25,36 @@ or ``transforms.presence``.
   union. ``agent_sessions_inferred``: the agent without presence data: one session
   (``is_inferred``) from its first segment start to its last segment end, all of it
   ``other_presence_ms``.
+- ``interactions``: interaction id -> its ``interactions`` row (every column of
+  ``schemas.outputs.INTERACTIONS`` but the partition; lists as lists), from what the
+  simulation planned for the contact (direction, outcome, the channel that answered, the
+  customer channel whose end is the abandon, the agent channels in the order they connected,
+  the hand-offs it laid out), never by running interaction rules over the channels; times and
+  totals are those of its channels. ``counts`` adds ``interactions``, ``outcomes`` (rows per
+  outcome) and ``contact_kinds`` (rows per kind of :mod:`pipelines.synthetic.contacts`;
+  ``queued``: the customer still waiting when the data ends).
+
+Rules where the spec leaves room (the interactions core decides the same):
+
+- ``inference`` always names ``direction`` (the payload has none), then ``customer_role``
+  when a non-agent channel's role is not exactly ``customer``.
+- ``first_offered_at`` and ``wait_before_offer_ms`` are for inbound rows only; outbound:
+  ``answered_at`` is the first customer ``connected_at``, ``time_to_answer_ms = answered_at -
+  started_at``, ``ring_ms`` that customer channel's ``alert_ms``. ``ring_ms`` is null when
+  nothing answered. Internal rows have no answer, offer or abandon timing (all null).
+- ``outcome`` ``answered`` (inbound) / ``connected`` (outbound) as soon as the answer
+  happened, even when the interaction is cut off later; ``in_progress`` only while it is
+  neither answered nor over (a customer in the queue, a call still dialing).
+- The abandon time is the first customer channel's ``disconnected_at`` (the hang-up), else
+  its ``ended_at``; ``abandon_ms`` only for the abandoned outcomes.
+- Hand-offs: a blind transfer is ``B.connected_at >= A.disconnected_at`` (equal counts as
+  blind); an agent channel that never connected takes no part; internal rows (agent to
+  agent, no customer) have no hand-offs (a call between two agents is not a consult or a
+  transfer, as in Genesys Cloud's ``nConsult``/``nTransferred``), only their ``agent_path``.
+- ``final_agent_id`` is the agent whose connected phase ends last: the one the hand-offs
+  leave the customer with (after a consult that returns, the first agent); an internal call
+  names the agent who hung up last (together: the one who connected later).
+- ``ended_at`` and ``duration_ms`` are null unless every channel is complete.
 """
 
 from __future__ import annotations
@@ -36,11 +66,12 @@ from typing import BinaryIO
 
 import orjson
 
-from pipelines.synthetic.plan import Agent, Channel
+from pipelines.synthetic.plan import Agent, Channel, Contact
 from pipelines.synthetic.scenarios import Simulation
 from pipelines.synthetic.times import iso, iso_or_none
 
-_LINE_PER_ENTRY = ("channels", "presence", "agent_sessions", "agent_sessions_inferred")
+_LINE_PER_ENTRY = ("channels", "interactions", "presence", "agent_sessions", "agent_sessions_inferred")
+_AGENT_TOTALS = ("talk_ms", "hold_ms", "park_ms", "interruption_ms", "wrap_ms", "handle_ms")
 _WORK_STATES = ("connected", "held", "parked", "interrupted", "wrap")
 _TOTAL_KEYS = {
     "alerting": "alert_ms",
@@ -69,9 +100,9 @@ def _segment_rows(ch: Channel) -> list[dict]:
     ]
 
 
-def _channel_truth(ch: Channel, duplicates: int) -> dict:
-    """The ``channel_sessions`` row (plus its segments) of a channel, from its construction."""
-    at: dict[str, int] = {}
+def _channel_truth(ch: Channel, duplicates: int, at: dict[str, int]) -> dict:
+    """The ``channel_sessions`` row (plus its segments) of a channel, from its construction;
+    ``at`` is filled with the first time of each of its (in-place) event kinds."""
     anomalies = []
     fail_reason = end_reason = None
     for ts, kind, reason, anomaly in sorted(ch.events, key=lambda ev: ev[0]):
@@ -234,10 +265,72 @@ def _inferred_truth(ag: Agent) -> list[dict]:
     return [_session_row(ag, lo, hi, hi, {"other_presence_ms": hi - lo}, _work(ag.channels), True)]
 
 
+def _left(at: dict[str, int]) -> int:
+    """When a customer channel's customer left: its hang-up, else its end."""
+    return at["disconnected"] if "disconnected" in at else at["ended"]
+
+
+def _interaction_truth(c: Contact, at: dict[str, dict[str, int]], rows: dict[str, dict]) -> dict:
+    """The ``interactions`` row of a contact: what was planned for it, with its channels'
+    times and totals (``at``: first time of each event kind per channel; ``rows``: the
+    channels' truth rows)."""
+    chans = [ch for ch in c.channels if ch.events]
+    agents = [rows[ch.cid] for ch in chans if ch.role == "agent"]
+    customers = [rows[ch.cid] for ch in chans if ch.role != "agent"]
+    started = min(ev[0] for ch in chans for ev in ch.events)
+    complete = all("ended" in at[ch.cid] for ch in chans)
+    ended = max(at[ch.cid]["ended"] for ch in chans) if complete else None
+    offers = [at[ch.cid]["alerted"] for ch in chans if ch.role == "agent" and "alerted" in at[ch.cid]]
+    first_offered = min(offers) if c.direction == "inbound" and offers else None
+    answered = at[c.answer.cid]["connected"] if c.answer is not None else None
+    path = list(dict.fromkeys(ch.agent for ch in c.connects))
+    kinds = Counter(h.kind for h in c.handoffs)
+    totals = {col: sum(r[col] for r in agents) for col in _AGENT_TOTALS}
+    inference = ["direction"] + (["customer_role"] if any(r["party_role"] != "customer" for r in customers) else [])
+    return {
+        "interaction_id": chans[0].iid,
+        "conversation_id": chans[0].conv,
+        "started_at": iso(started, "us"),
+        "ended_at": iso_or_none(ended),
+        "last_event_at": iso(max(ev[0] for ch in chans for ev in ch.events), "us"),
+        "duration_ms": None if ended is None else ended - started,
+        "is_complete": complete,
+        "customer_channels": len(customers),
+        "agent_channels": len(agents),
+        "distinct_agents": len({r["agent_id"] for r in agents}),
+        "direction": c.direction,
+        "outcome": c.outcome,
+        "offers": len(offers),
+        "first_offered_at": iso_or_none(first_offered),
+        "answered_at": iso_or_none(answered),
+        "time_to_answer_ms": None if answered is None else answered - started,
+        "wait_before_offer_ms": None if first_offered is None else first_offered - started,
+        "ring_ms": None if c.answer is None else rows[c.answer.cid]["alert_ms"],
+        "abandon_ms": None if c.abandon is None else _left(at[c.abandon.cid]) - started,
+        "transfers": kinds["blind"] + kinds["warm"],
+        "blind_transfers": kinds["blind"],
+        "warm_transfers": kinds["warm"],
+        "consults": kinds["warm"] + kinds["return"],
+        "conferences": sum(h.conference for h in c.handoffs),
+        "agent_path": path,
+        "first_agent_id": c.connects[0].agent if c.connects else None,
+        "final_agent_id": final.agent if (final := c.final_agent()) is not None else None,
+        **totals,
+        "customer_hold_ms": sum(r["hold_ms"] for r in customers),
+        "customer_hold_count": sum(r["hold_count"] for r in customers),
+        "hold_abandon": any(r["held_at_disconnect"] for r in customers),
+        "anomaly_count": sum(r["anomaly_count"] for r in agents + customers),
+        "inference": inference,
+    }
+
+
 def build_truth(sim: Simulation, channels: list[Channel], lines: dict, dup_by_channel: Counter) -> dict:
     """The ground truth (format: see the module docstring)."""
-    ch_rows = {ch.cid: _channel_truth(ch, dup_by_channel[ch.cid]) for ch in channels}
+    at: dict[str, dict[str, int]] = {ch.cid: {} for ch in channels}
+    ch_rows = {ch.cid: _channel_truth(ch, dup_by_channel[ch.cid], at[ch.cid]) for ch in channels}
+    it_rows = {c.channels[0].iid: _interaction_truth(c, at, ch_rows) for c in sim.contacts}
     ch_rows = dict(sorted(ch_rows.items(), key=lambda kv: (kv[1]["first_event_at"], kv[0])))
+    it_rows = dict(sorted(it_rows.items(), key=lambda kv: (kv[1]["started_at"], kv[0])))
     return {
         "config": asdict(sim.cfg),
         "data": {
@@ -246,12 +339,19 @@ def build_truth(sim: Simulation, channels: list[Channel], lines: dict, dup_by_ch
             "days": sim.days,
             "agent_ids": [ag.agent_id for ag in sim.agents],
             "agents_without_presence": [sim.ghost.agent_id],
-            "interactions": len({ch.iid for ch in channels}),
+            "interactions": len(it_rows),
         },
-        "counts": {**lines["counts"], "channels": len(ch_rows)},
+        "counts": {
+            **lines["counts"],
+            "channels": len(ch_rows),
+            "interactions": len(it_rows),
+            "outcomes": dict(sorted(Counter(r["outcome"] for r in it_rows.values()).items())),
+            "contact_kinds": dict(sorted(Counter(c.kind for c in sim.contacts).items())),
+        },
         "files": lines["files"],
         "dead_letter_lines": lines["dead"],
         "channels": ch_rows,
+        "interactions": it_rows,
         "presence": {ag.agent_id: _presence_truth(ag) for ag in sim.agents},
         "agent_sessions": {ag.agent_id: _sessions_truth(ag) for ag in sim.agents},
         "agent_sessions_inferred": {sim.ghost.agent_id: _inferred_truth(sim.ghost)},
