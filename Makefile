@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum setup.py | cut -d' ' -f1)
 SAMPLE := samples/vcc-demo/notifications-*.jsonl
 OUT ?= demo-out
 
-.PHONY: demo test lint format bench notebooks clean
+.PHONY: demo test lint format bench bench-receive notebooks clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ notebooks: $(STAMP)  ## Jupyter on notebooks/, reading $(OUT)/ (the demo run fir
 bench: $(STAMP)  ## vccflow batch vs a DuckDB SQL reference on ~1.5M generated lines (bench/README.md); BENCH_ARGS="--runs 3"
 	$(BIN)/python -c 'import duckdb, psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-receive: $(STAMP)  ## vccflow receive under wrk at 170, 1700 and max requests/s, with the Pub/Sub emulator (bench/README.md); BENCH_ARGS="--runs 3"
+	$(BIN)/python -c 'import psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python bench/receive.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache *.egg-info

@@ -33,7 +33,7 @@ from pipelines.worker import flag_given, worker_processes, zygote_for
 from schemas import TABLES
 from transforms.events import MAX_EVENT_BYTES
 from transforms.intervals import DEFAULT_INTERVAL_MINUTES, DEFAULT_SHORT_ABANDON_SECONDS, interval_ms
-from transforms.io import ReadNotifications, expand_patterns, total_size
+from transforms.io import ReadNotifications, expand_patterns, input_weight, total_size
 from transforms.parquet import RowBatch, WriteTables, utc_date
 from transforms.sessionize import (
     SERVICE,
@@ -47,7 +47,26 @@ from transforms.validation import ValidationWorkers, format_verdict, validate_ou
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHARDS = 16
+#: Sessionization shards follow the input size: one per ``SHARD_INPUT_BYTES`` of input
+#: (about 100,000 notifications, the events one shard's sessionizer holds at once), and at
+#: least ``MIN_SHARDS`` (enough to keep every core of a small machine busy).
+MIN_SHARDS = 16
+SHARD_INPUT_BYTES = 48 << 20
+
+
+def shards_for(input_weight: int) -> int:
+    """The default ``--shards`` for ``input_weight`` bytes of (uncompressed) input."""
+    return max(MIN_SHARDS, -(-input_weight // SHARD_INPUT_BYTES))
+
+
+def _shards(text: str) -> int | None:
+    if text == "auto":
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number >= 1, got {text}")
+    return value
+
 
 EXAMPLES = """examples:
   vccflow batch --input samples/vcc-demo/notifications-*.jsonl --output out/demo
@@ -75,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, metavar="DIR", help="output root (local or gs://), e.g. out/2024-03")
     parser.add_argument(
         "--shards",
-        type=int,
-        default=DEFAULT_SHARDS,
-        help=f"key shards events are grouped by (parallelism of sessionization), default {DEFAULT_SHARDS}",
+        type=_shards,
+        default=None,
+        metavar="N|auto",
+        help="key shards events are grouped by (parallelism of sessionization; memory per shard); "
+        f"default auto: one per {SHARD_INPUT_BYTES >> 20} MiB of (uncompressed) input, at least {MIN_SHARDS}",
     )
     parser.add_argument(
         "--max-event-bytes",
@@ -290,11 +311,12 @@ def run(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     paths = expand_patterns(known.input)
     input_bytes = total_size(paths)
+    shards = known.shards or shards_for(input_weight(paths))
     root = known.output.rstrip("/")
     outputs.check_output_root(root)
     run_id = outputs.new_run_id()
     staging = outputs.staging_root(root, run_id)
-    log.info("batch run %s: %d input file(s), staging in %s", run_id, len(paths), staging)
+    log.info("batch run %s: %d input file(s), %d shards, staging in %s", run_id, len(paths), shards, staging)
     validators = None
     try:
         # started before the pipeline runs (and starts gRPC threads): the worker zygote, then the
@@ -305,7 +327,7 @@ def run(argv: list[str] | None = None) -> int:
                 p,
                 paths,
                 staging,
-                known.shards,
+                shards,
                 known.max_event_bytes,
                 known.interval_minutes,
                 known.short_abandon_seconds,

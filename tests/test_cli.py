@@ -332,3 +332,27 @@ def test_other_interval_option_values_are_usage_errors(command, option, value, m
     err = capsys.readouterr().err
     assert f"error: argument {option}" in err and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_shards_follow_the_input_size_and_bad_values_are_usage_errors(tmp_path, capsys):
+    import gzip as gz
+
+    from pipelines.batch import MIN_SHARDS, SHARD_INPUT_BYTES, build_parser, shards_for
+    from transforms.io import GZIP_RATIO, input_weight
+
+    assert shards_for(0) == shards_for(MIN_SHARDS * SHARD_INPUT_BYTES) == MIN_SHARDS
+    assert shards_for(MIN_SHARDS * SHARD_INPUT_BYTES + 1) == MIN_SHARDS + 1
+    # a year of archives (~500 GB): ~10,000 shards of ~100,000 notifications each
+    assert shards_for(500 * 10**9) == -(-500 * 10**9 // SHARD_INPUT_BYTES) == 9935
+    plain, packed = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+    plain.write_bytes(b"x" * 1000)
+    packed.write_bytes(gz.compress(b"y" * 10_000))
+    assert input_weight([str(plain), str(packed)]) == 1000 + GZIP_RATIO * packed.stat().st_size
+    assert build_parser().parse_args(["--input", "x", "--output", "o"]).shards is None  # auto
+    assert build_parser().parse_args(["--input", "x", "--output", "o", "--shards", "auto"]).shards is None
+    assert build_parser().parse_args(["--input", "x", "--output", "o", "--shards", "40"]).shards == 40
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(["--input", "x", "--output", "o", "--shards", bad])
+        assert exit_.value.code == 2
+    assert "--shards" in capsys.readouterr().err
