@@ -48,7 +48,7 @@ def role(proc: psutil.Process, root_pid: int) -> str:
         return "other"
     if parent == root_pid:
         return "worker zygote" if "pipelines.worker" in cmd else "validation worker"
-    return "SDK worker" if "pipelines.worker" in cmd else "other"
+    return "SDK worker"
 
 
 def sample_job(cmd: list[str], log: Path, interval: float = 0.1) -> dict:

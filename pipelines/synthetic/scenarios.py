@@ -68,7 +68,9 @@ class Simulation:
         self.layout = Layout(self.rng)
         uid = self.layout.uuid
         self.pids = {(canon, sub): uid() for canon, (_, subs) in _PRESENCES.items() for sub, _ in subs}
-        ids = self.rng.sample(range(1000, 10000), cfg.agents + 1)
+        ids = self.rng.sample(
+            range(1000, max(10000, 1000 + 2 * (cfg.agents + 1))), cfg.agents + 1
+        )  # 4 digits up to 9,000
         self.agents = [Agent(i, str(a), uid(), [], [], []) for i, a in enumerate(ids[: cfg.agents])]
         self.ghost = Agent(cfg.agents, str(ids[-1]), uid(), [], [], [])
         self.regular: list[Channel] = []  # placed in login sessions, complete before the end
