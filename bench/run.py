@@ -141,13 +141,43 @@ def _tee(stream, log, prefix: str, echo: bool) -> None:
             print(prefix + raw.decode("utf-8", errors="replace").rstrip(), flush=True)
 
 
+class TreeSampler:
+    """Iterating samples the process ``pid`` and all its descendants every ``interval`` s:
+    each item is a list of ``(psutil.Process, RSS bytes)``. The iteration ends when ``pid``
+    exits; it is then reaped, and ``status`` and ``usage`` (``os.wait4``'s: its own CPU time
+    and that of the children it reaped) are set."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid, self.interval = pid, interval
+        self.status = self.usage = None
+
+    def __iter__(self):
+        import psutil
+
+        root = psutil.Process(self.pid)
+        while True:
+            done, status, usage = os.wait4(self.pid, os.WNOHANG)
+            if done:
+                self.status, self.usage = status, usage
+                return
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                procs = []
+            rss = []
+            for p in procs:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    rss.append((p, p.memory_info().rss))
+            yield rss
+            time.sleep(self.interval)
+
+
 def measure(
     cmd: list[str], log_path: Path, interval: float, echo: bool = True, cwd: Path = ROOT, env: dict | None = None
 ) -> dict:
     """Run ``cmd``; wall time, peak RSS (process tree sampled, and ru_maxrss), CPU time (user and
     system), minor and major page faults (the process and every descendant it reaped), the
     load average before it started, and the exit code."""
-    import psutil
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     load = round(os.getloadavg()[0], 2)
@@ -156,24 +186,14 @@ def measure(
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         reader = threading.Thread(target=_tee, args=(proc.stdout, log, "      | ", echo), daemon=True)
         reader.start()
-        root = psutil.Process(proc.pid)
         peak_tree = peak_procs = samples = 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                procs = []
-            total = 0
-            for p in procs:
-                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    total += p.memory_info().rss
+        sampler = TreeSampler(proc.pid, interval)
+        for rss in sampler:
             samples += 1
+            total = sum(r for _, r in rss)
             if total > peak_tree:
-                peak_tree, peak_procs = total, len(procs)
-            time.sleep(interval)
+                peak_tree, peak_procs = total, len(rss)
+        status, usage = sampler.status, sampler.usage
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         reader.join(timeout=5)

@@ -30,7 +30,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import BIN, OUT, ensure_dataset, plan_dataset, say  # noqa: E402
+from run import BIN, OUT, TreeSampler, ensure_dataset, plan_dataset, say  # noqa: E402
 
 BASE_LINES = 1_500_000
 
@@ -58,27 +58,16 @@ def sample_job(cmd: list[str], log: Path, interval: float = 0.1) -> dict:
     with open(log, "wb") as sink:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-        root = psutil.Process(proc.pid)
         last_say = t0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                procs = []
-            for p in procs:
-                try:
-                    rss = p.memory_info().rss
-                except psutil.Error:
-                    continue
+        sampler = TreeSampler(proc.pid, interval)
+        for rss in sampler:
+            for p, size in rss:
                 entry = peaks.setdefault(p.pid, [0, role(p, proc.pid)])
-                entry[0] = max(entry[0], rss)
+                entry[0] = max(entry[0], size)
             if time.perf_counter() - last_say > 15:
                 last_say = time.perf_counter()
-                say(f"      ... {last_say - t0:.0f}s, {len(procs)} processes")
-            time.sleep(interval)
+                say(f"      ... {last_say - t0:.0f}s, {len(rss)} processes")
+    status, usage = sampler.status, sampler.usage
     wall = time.perf_counter() - t0
     text = log.read_text(errors="replace")
     shards = re.search(r"(\d+) shards", text)
