@@ -52,6 +52,7 @@ time, never behind it.
   emitted once ``grace`` has passed after the interval's end and everything announced in
   it is settled (at the latest at the dedup horizon); contributions after that are
   dropped and counted. So an interval waits for the interactions with an event in it.
+  Its messages are appended to a bag and settled when its timer fires (O(1) per message).
 - Interaction: the channel stage announces each channel to its interaction's key when it
   buffers the channel's first event with an interaction id (``ChannelOpened``) and sends
   its summary and session row when it emits it (``ChannelDone``, to the same key; a
@@ -960,7 +961,8 @@ def service_parts(element, step_ms: int, short_abandon_ms: int):
 
 
 _SV_TIMER = TimerSpec("due", TimeDomain.WATERMARK)
-_SV_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("meta", PickleCoder()))
+_SV_PARTS = beam.DoFn.StateParam(BagStateSpec("parts", PickleCoder()))
+_SV_META = beam.DoFn.StateParam(ReadModifyWriteStateSpec("state", PickleCoder()))
 _SV_DUE = beam.DoFn.TimerParam(_SV_TIMER)
 
 
@@ -990,15 +992,19 @@ def _late_parts(row: dict, step_ms: int):
 
 @dataclass
 class _ServiceMeta:
-    """State of one service interval."""
+    """Small state of one service interval next to the bag of its messages."""
 
-    totals: dict | None = None  # merged contributions (ServiceTotals: this interval's only), None while none
-    pending: set | None = None  # (kind, id) announced and not yet done
-    done: set | None = None  # (kind, id) done
     due: int = 0  # when the row is due (µs): interval end + grace
     backstop: int = 0  # when the row is emitted even with entities pending (µs)
-    waiting: bool = False  # due passed with entities pending: the Done that settles them re-arms
+    awaiting: set | None = None  # due passed with these (kind, id) pending: the Done of the last re-arms
     emitted: bool = False  # the row was emitted: what comes later is late
+
+
+def _settle(parts: list) -> tuple[set, list]:
+    """The (kind, id) announced and not done, and the :class:`Done` messages, of a bag."""
+    done = [m for m in parts if isinstance(m, Done)]
+    settled = {(d.kind, d.id) for d in done}
+    return {(m.kind, m.id) for m in parts if isinstance(m, Pending)} - settled, done
 
 
 class ServiceIntervalsFn(beam.DoFn):
@@ -1012,7 +1018,12 @@ class ServiceIntervalsFn(beam.DoFn):
     ``vccflow/service_intervals_forced`` (the local runner holds no watermark for timers: a
     test that moves the watermark past that horizon at once can fire it before the last
     contributions). Contributions after emission are dropped and counted
-    (``vccflow/late_service_contributions``); the marker is kept for the dedup horizon."""
+    (``vccflow/late_service_contributions``); the marker is kept for the dedup horizon.
+
+    Cost: a message is appended to the interval's bag (O(1)); the bag is read when the timer
+    fires, and while the interval waits only a :class:`Done` of an awaited entity rewrites
+    the small state. (An interval's state holding its entity sets, rewritten per message,
+    made the stage quadratic in the messages per interval.)"""
 
     def __init__(self, settings: StreamSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -1021,50 +1032,62 @@ class ServiceIntervalsFn(beam.DoFn):
         self.late = Metrics.counter(METRICS, "late_service_contributions")
         self.forced = Metrics.counter(METRICS, "service_intervals_forced")
 
-    def process(self, element, at=beam.DoFn.TimestampParam, meta=_SV_META, due=_SV_DUE):
+    def process(self, element, at=beam.DoFn.TimestampParam, parts=_SV_PARTS, meta=_SV_META, due=_SV_DUE):
         start, message = element
         m = meta.read()
         if m is None:
             end = start + self.step * 1000
-            m = _ServiceMeta(pending=set(), done=set())
-            m.due = _later(end, self.clock, self.settings.grace_seconds)
+            m = _ServiceMeta(due=_later(end, self.clock, self.settings.grace_seconds))
             m.backstop = max(m.due, _later(end, self.clock, self.settings.dedup_horizon_seconds))
             due.set(_ts(m.due))
+            meta.write(m)
         if m.emitted:
             if isinstance(message, Done) and message.values is not None:
                 self.late.inc()
             return
-        entity = (message.kind, message.id)
-        if isinstance(message, Pending):
-            if entity not in m.done:
-                m.pending.add(entity)
-        else:
-            m.pending.discard(entity)
-            m.done.add(entity)
-            if message.values is not None:
-                m.totals = merge_service(m.totals or {}, {start: message.values})
-            if m.waiting and not m.pending:
-                m.waiting = False
+        parts.add(message)
+        if m.awaiting and isinstance(message, Done) and (message.kind, message.id) in m.awaiting:
+            m.awaiting.discard((message.kind, message.id))
+            if not m.awaiting:  # the timer settles again, announcements since included
                 due.set(_ts(max(m.due, at.micros)))
-        meta.write(m)
+            meta.write(m)
 
     @on_timer(_SV_TIMER)
-    def on_due(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam, meta=_SV_META, due=_SV_DUE):
+    def on_due(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        parts=_SV_PARTS,
+        meta=_SV_META,
+        due=_SV_DUE,
+    ):
         m = meta.read()
         if m is None or m.emitted:
+            parts.clear()
             meta.clear()  # the marker's horizon is over
             return
-        if m.pending and fired.micros < m.backstop:
-            m.waiting = True
+        pending, done = _settle(list(parts.read()))
+        if pending and fired.micros < m.backstop:
+            m.awaiting = pending
             due.set(_ts(m.backstop))
             meta.write(m)
+            parts.clear()  # compacted: every Done, one announcement per pending entity
+            for message in done:
+                parts.add(message)
+            for kind, ident in sorted(pending):
+                parts.add(Pending(kind, ident))
             return
-        if m.pending:
+        if pending:
             self.forced.inc()
-            log.warning("service interval %s emitted with %d entities never final", _iso(key), len(m.pending))
-        if m.totals is not None:
-            (row,) = service_rows(m.totals, interval_ms=self.step)
+            log.warning("service interval %s emitted with %d entities never final", _iso(key), len(pending))
+        totals = None
+        for message in done:
+            if message.values is not None:
+                totals = merge_service(totals or {}, {key: message.values})
+        if totals is not None:
+            (row,) = service_rows(totals, interval_ms=self.step)
             yield "service_intervals", dict(zip(SERVICE_INTERVAL_COLUMNS, row, strict=True))
+        parts.clear()
         horizon = _later(fired.micros, self.clock, self.settings.dedup_horizon_seconds)
         meta.write(_ServiceMeta(emitted=True, due=horizon))
         due.set(_ts(horizon))
