@@ -320,7 +320,8 @@ def run(argv: list[str] | None = None) -> int:
     validators = None
     try:
         # started before the pipeline runs (and starts gRPC threads): the worker zygote, then the
-        # validation workers (forked; the first imports GX while the pipeline runs)
+        # validation workers (forked; the first imports GX while the pipeline runs), unless the
+        # vccflow command forked them already (transforms.validation.start_workers_ahead)
         zygote = zygote_for(beam_args, input_bytes)
         with zygote or nullcontext(), make_pipeline(beam_args, input_bytes, zygote and zygote.command) as p:
             build_pipeline(
@@ -332,7 +333,7 @@ def run(argv: list[str] | None = None) -> int:
                 known.interval_minutes,
                 known.short_abandon_seconds,
             )
-            validators = ValidationWorkers()
+            validators = ValidationWorkers.take()
         stats = outputs.read_json(beam.io.filesystems.FileSystems.join(staging, "_stats.json"))
         outputs.fill_empty_tables(
             staging, {t: stats.get(f"rows.{t}", 0) for t in TABLES}, utc_date(time.time_ns() // 1000)

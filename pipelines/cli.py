@@ -113,6 +113,10 @@ def console() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if _command(sys.argv[1:]) == "batch":  # a short-lived process: it may keep what it frees
         keep_freed_memory()
+        if not {"-h", "--help"} & set(sys.argv):
+            from transforms.validation import start_workers_ahead
+
+            start_workers_ahead()  # GX imports while this process imports Beam
     allow_forked_zygote()
     code = main(freeze=True)
     logging.shutdown()

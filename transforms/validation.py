@@ -17,7 +17,9 @@ need a local root.
 
 A caller that can start early (``vccflow batch``, before its pipeline) creates
 :class:`ValidationWorkers`: the tables are then validated in two processes at once, which
-import GX while the caller still works.
+import GX while the caller still works. The ``vccflow`` command forks them first thing
+(:func:`start_workers_ahead`), before it imports Beam: GX is then imported on the core the
+command's start-up leaves idle, not on CPU the pipeline wants.
 """
 
 from __future__ import annotations
@@ -485,6 +487,11 @@ class ValidationWorkers:
         for end in ends:
             end.close()
 
+    @classmethod
+    def take(cls) -> ValidationWorkers:
+        """The workers :func:`start_workers_ahead` forked, else new ones."""
+        return _AHEAD.pop() if _AHEAD else cls()
+
     def validate(self, root: str, names: list[str], docs_dir: str | None) -> Iterator[TableVerdict]:
         """The verdicts of the tables ``names`` of ``root`` as the workers finish them; the
         Data Docs index in ``docs_dir`` is built once the last one is done."""
@@ -545,6 +552,16 @@ class ValidationWorkers:
         if isinstance(reply, BaseException):
             raise reply
         return reply
+
+
+_AHEAD: list[ValidationWorkers] = []
+
+
+def start_workers_ahead() -> None:
+    """Fork the :class:`ValidationWorkers` of this process's next :meth:`ValidationWorkers.take`
+    now. For a process that runs one command, before it imports Beam or starts a thread."""
+    if not _AHEAD:
+        _AHEAD.append(ValidationWorkers())
 
 
 def _import_gx_when_idle(wanted: Callable[[float], bool]) -> Exception | None:
