@@ -54,9 +54,12 @@ MIN_SHARDS = 16
 SHARD_INPUT_BYTES = 48 << 20
 
 
-def shards_for(input_weight: int) -> int:
-    """The default ``--shards`` for ``input_weight`` bytes of (uncompressed) input."""
-    return max(MIN_SHARDS, -(-input_weight // SHARD_INPUT_BYTES))
+def shards_for(input_weight: int, workers: int = 1) -> int:
+    """The default ``--shards`` for ``input_weight`` bytes of (uncompressed) input, rounded up
+    to a multiple of ``workers`` (the local SDK worker processes, which the FnApiRunner deals
+    a stage's keys to in turn: 17 shards on 2 workers would leave one finishing alone)."""
+    shards = max(MIN_SHARDS, -(-input_weight // SHARD_INPUT_BYTES))
+    return -(-shards // max(workers, 1)) * max(workers, 1)
 
 
 def _shards(text: str) -> int | None:
@@ -98,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N|auto",
         help="key shards events are grouped by (parallelism of sessionization; memory per shard); "
-        f"default auto: one per {SHARD_INPUT_BYTES >> 20} MiB of (uncompressed) input, at least {MIN_SHARDS}",
+        f"default auto: one per {SHARD_INPUT_BYTES >> 20} MiB of (uncompressed) input, at least {MIN_SHARDS}, "
+        "a multiple of the local worker processes",
     )
     parser.add_argument(
         "--max-event-bytes",
@@ -311,7 +315,7 @@ def run(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     paths = expand_patterns(known.input)
     input_bytes = total_size(paths)
-    shards = known.shards or shards_for(input_weight(paths))
+    shards = known.shards or shards_for(input_weight(paths), worker_processes(beam_args, input_bytes))
     root = known.output.rstrip("/")
     outputs.check_output_root(root)
     run_id = outputs.new_run_id()
