@@ -58,8 +58,8 @@ def shards_for(input_weight: int, workers: int = 1) -> int:
     """The default ``--shards`` for ``input_weight`` bytes of (uncompressed) input, rounded up
     to a multiple of ``workers`` (the local SDK worker processes, which the FnApiRunner deals
     a stage's keys to in turn: 17 shards on 2 workers would leave one finishing alone)."""
-    shards = max(MIN_SHARDS, -(-input_weight // SHARD_INPUT_BYTES))
-    return -(-shards // max(workers, 1)) * max(workers, 1)
+    shards, per = max(MIN_SHARDS, -(-input_weight // SHARD_INPUT_BYTES)), max(workers, 1)
+    return -(-shards // per) * per
 
 
 def _shards(text: str) -> int | None:
