@@ -16,6 +16,7 @@ import schemas.expectations
 from pipelines.validate import run
 from schemas.outputs import PARTITION_COLUMN, PARTITION_SOURCE, SERVICE_THRESHOLDS, TABLES
 from transforms import validation as validate
+from transforms.gxmemo import configurations_memoized
 from transforms.validation import ValidationWorkers, Verdict, format_verdict, validate_output, validate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -500,6 +501,47 @@ def test_workers_give_the_verdict_files_and_docs_of_one_process(tmp_path):
     index = (tmp_path / "workers" / "_validation" / "data_docs" / "index.html").read_text()
     assert all(f"expectations/{table}.html" in index and f"validations/{table}/" in index for table in TABLES)
     assert "dataContextId" not in index  # as in one process: no id in the pages' links
+
+
+def _comparable(result: dict) -> dict:
+    """A GX result without what differs between two runs of one suite (run time, ids)."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "id"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return strip({k: v for k, v in result.items() if k != "meta"})
+
+
+def test_memoized_configurations_give_the_results_gx_gives(tmp_path, monkeypatch):
+    """transforms.gxmemo is a speed trick only: every table's result, failures and their
+    examples included, is the one GX gives without it."""
+    from contextlib import nullcontext
+
+    from great_expectations.expectations.expectation import Expectation
+
+    sessions = [_session("c1", DAY1, hold_ms=-5), {**_open_session("c2", DAY2), "hold_ms": 5, "talk_ms": -5}]
+    segments = _valid_tables()["channel_segments"]
+    segments[-1] = {**segments[-1], "ended_by": "held"}
+    root = str(_output(tmp_path, channel_sessions=sessions, channel_segments=segments))
+    memoized = validate_output(root, data_docs=False)
+    monkeypatch.setattr(validate, "configurations_memoized", nullcontext)
+    plain = validate_output(root, data_docs=False)
+
+    assert not memoized.success and len(memoized.failures) == 7, format_verdict(memoized)
+    assert memoized.failures == plain.failures
+    for table in TABLES:
+        assert _comparable(memoized.tables[table].result) == _comparable(plain.tables[table].result), table
+
+    expectation = schemas.expectations.build_suite("dead_letter").expectations[0]
+    assert isinstance(expectation, Expectation)
+    built = expectation.configuration
+    assert built is not expectation.configuration  # GX's own property outside the block
+    with configurations_memoized():
+        assert expectation.configuration is expectation.configuration
+        assert expectation.configuration == built
+    assert expectation.configuration is not expectation.configuration
 
 
 def test_workers_take_every_table_and_raise_what_a_worker_raised(tmp_path, monkeypatch):

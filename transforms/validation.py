@@ -51,6 +51,7 @@ import pyarrow.fs as pafs
 
 from schemas.outputs import PARTITION_COLUMN, TABLES, dataset_schema
 from transforms.collector import paused_gc
+from transforms.gxmemo import configurations_memoized
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,8 @@ def _run_suite(context: Any, table: str, df: pd.DataFrame, frame: pd.DataFrame) 
     against ``table``'s suite in ``context``.
 
     Runs it as a GX ValidationDefinition, so the suite and the result are in the context's
-    stores (for Data Docs); a batch is built again only to name the rows of failures.
+    stores (for Data Docs), with each expectation's configuration built once
+    (:mod:`transforms.gxmemo`); a batch is built again only to name the rows of failures.
     """
     import great_expectations as gx
 
@@ -365,7 +367,8 @@ def _run_suite(context: Any, table: str, df: pd.DataFrame, frame: pd.DataFrame) 
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=table, data=batch_definition, suite=suite)
     )
-    result = definition.run(batch_parameters=parameters, result_format=_RESULT_FORMAT)
+    with configurations_memoized():
+        result = definition.run(batch_parameters=parameters, result_format=_RESULT_FORMAT)
     keys = [c for c in (*ROW_KEYS[table], PARTITION_COLUMN) if c in df.columns]
     as_json = result.to_json_dict()
     examples = _examples(batch_definition, parameters, result, keys)
