@@ -367,7 +367,7 @@ def _run_suite(context: Any, table: str, df: pd.DataFrame, frame: pd.DataFrame) 
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=table, data=batch_definition, suite=suite)
     )
-    with configurations_memoized():
+    with paused_gc(), configurations_memoized():  # GX's many short-lived objects: no cycles to find
         result = definition.run(batch_parameters=parameters, result_format=_RESULT_FORMAT)
     keys = [c for c in (*ROW_KEYS[table], PARTITION_COLUMN) if c in df.columns]
     as_json = result.to_json_dict()
