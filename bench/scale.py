@@ -38,7 +38,7 @@ BASE_LINES = 1_500_000
 def role(proc: psutil.Process, root_pid: int) -> str:
     """What a process of the job is, from where it sits in the tree: the command itself (the
     runner), the worker zygote it started (``pipelines.worker``), the zygote's forks (the SDK
-    workers), the command's own forks (the validation workers)."""
+    workers), the command's own fork and the one it forks (the validation workers)."""
     if proc.pid == root_pid:
         return "runner (command, local shuffle)"
     try:
@@ -48,6 +48,12 @@ def role(proc: psutil.Process, root_pid: int) -> str:
         return "other"
     if parent == root_pid:
         return "worker zygote" if "pipelines.worker" in cmd else "validation worker"
+    try:  # the second validation worker is forked by the first, the SDK workers by the zygote
+        forker = psutil.Process(parent)
+        if forker.ppid() == root_pid and "pipelines.worker" not in " ".join(forker.cmdline()):
+            return "validation worker"
+    except psutil.Error:
+        pass
     return "SDK worker"
 
 
