@@ -37,23 +37,20 @@ BASE_LINES = 1_500_000
 
 def role(proc: psutil.Process, root_pid: int) -> str:
     """What a process of the job is, from where it sits in the tree: the command itself (the
-    runner), the worker zygote it started (``pipelines.worker``), the zygote's forks (the SDK
-    workers), the command's own fork and the one it forks (the validation workers)."""
+    runner), the validation workers (named ``vccflow-validate``), the worker zygote (a fork
+    of the command), the small clients asking it for a worker (``pipelines.worker --via``),
+    the zygote's forks (the SDK workers)."""
     if proc.pid == root_pid:
         return "runner (command, local shuffle)"
     try:
-        parent = proc.ppid()
+        parent, name = proc.ppid(), proc.name()
         cmd = " ".join(proc.cmdline())
     except psutil.Error:
         return "other"
+    if name.startswith("vccflow-valid"):  # named so by transforms.validation
+        return "validation worker"
     if parent == root_pid:
-        return "worker zygote" if "pipelines.worker" in cmd else "validation worker"
-    try:  # the second validation worker is forked by the first, the SDK workers by the zygote
-        forker = psutil.Process(parent)
-        if forker.ppid() == root_pid and "pipelines.worker" not in " ".join(forker.cmdline()):
-            return "validation worker"
-    except psutil.Error:
-        pass
+        return "worker client (--via)" if "pipelines.worker" in cmd else "worker zygote"
     return "SDK worker"
 
 
