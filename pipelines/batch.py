@@ -196,8 +196,8 @@ def make_pipeline(beam_args: list[str], input_bytes: int = 0, worker_command: st
     worker = SubprocessSDKEnvironment.from_command_string(f"exec {command}")
     # Grouped values reach the workers through the state API, read as a DoFn iterates them,
     # not inline in the stage's input: the runner no longer copies every group into one
-    # message per worker (on the bench data: summed peak RSS 2.0 -> 1.6 GiB, same CPU; at 3x
-    # the data the runner's peak 1.6 -> 1.0 GiB, an SDK worker's 0.7-0.8 -> 0.55 GiB).
+    # message per worker (on the bench data: summed peak RSS 2.0 -> 1.6 GiB for ~1% more CPU;
+    # at 3x the data the runner's peak 1.6 -> 0.9 GiB, an SDK worker's 0.7-0.8 -> 0.55 GiB).
     runner = FnApiRunner(default_environment=worker, use_state_iterables=True)
     return beam.Pipeline(runner=runner, options=options)
 

@@ -368,7 +368,8 @@ def _run_suite(context: Any, table: str, df: pd.DataFrame, frame: pd.DataFrame) 
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=table, data=batch_definition, suite=suite)
     )
-    with paused_gc(), configurations_memoized():  # GX's many short-lived objects: no cycles to find
+    # GX makes many short-lived objects: collections during the run would only rescan them
+    with paused_gc(), configurations_memoized():
         result = definition.run(batch_parameters=parameters, result_format=_RESULT_FORMAT)
     keys = [c for c in (*ROW_KEYS[table], PARTITION_COLUMN) if c in df.columns]
     as_json = result.to_json_dict()
@@ -644,13 +645,14 @@ def _serve(first: Connection, second: Connection, parent_ends: list[Connection])
         os.waitpid(child, 0)
 
 
+_PR_SET_NAME = 15  # prctl(2)
+
+
 def _name_process(name: bytes) -> None:
-    """Set this process's name as ``ps`` and ``top`` show it (Linux: 15 bytes kept)."""
-    with suppress(OSError, AttributeError):
+    """Set this process's name as ``ps`` and ``top`` show it (Linux keeps 15 bytes; elsewhere
+    nothing happens)."""
+    with suppress(OSError, AttributeError):  # no prctl off Linux
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
-
-
-_PR_SET_NAME = 15
 
 
 def _work(conn: Connection, job: _Job, failure: Exception | None) -> None:
