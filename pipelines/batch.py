@@ -136,8 +136,8 @@ def build_pipeline(
     step = interval_ms(interval_minutes)
     # Read spreads the files over the workers itself: Create's own reshuffle would be a second one
     read = p | "InputFiles" >> beam.Create(paths, reshuffle=False) | "Read" >> ReadNotifications(shards, max_bytes)
-    channels = read.channel | "Channels" >> SessionizeChannels(shards, step)
-    agents = (read.presence, channels.agent_work) | "Agents" >> SessionizeAgents(step)
+    channels = read.events | "Channels" >> SessionizeChannels(shards, step)
+    agents = channels.agent_work | "Agents" >> SessionizeAgents(step)
     interactions = channels.interaction_work | "Interactions" >> SessionizeInteractions(
         step, short_abandon_seconds * 1000
     )

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.test_events import HELD, PRESENCE, with_
 from transforms import io as vio
-from transforms.events import Event, add_to_batch, new_batch, pack, packed_batch, parse_line, unpack
+from transforms.events import PRESENCE_TYPE, Event, add_to_batch, new_batch, pack, packed_batch, parse_line, unpack
 from transforms.io import NoInputError, ReadNotifications, expand_patterns, iter_lines, shard_of
 
 
@@ -97,8 +97,8 @@ def test_read_notifications_plain_gzip_and_json_documents(tmp_path, pipeline):
     paths = expand_patterns([str(tmp_path / "*")])
     with pipeline as p:
         out = p | beam.Create(paths) | ReadNotifications(shards=4)
-        channel_ids = out.channel | "Ids" >> beam.FlatMapTuple(
-            lambda shard, evs: [(shard, e.key, e.id) for e in unpack(evs)]
+        channel_ids = out.events | "Ids" >> beam.FlatMapTuple(
+            lambda shard, evs: [(shard, e.key, e.id) for e in unpack(evs) if shard < 4]
         )
         assert_that(
             channel_ids,
@@ -113,8 +113,10 @@ def test_read_notifications_plain_gzip_and_json_documents(tmp_path, pipeline):
             ),
             label="channel",
         )
-        presence = out.presence | "P" >> beam.FlatMapTuple(lambda shard, evs: [(shard, e.key) for e in unpack(evs)])
-        assert_that(presence, equal_to([(shard_of("1544", 4), "1544")]), label="presence")
+        presence = out.events | "P" >> beam.FlatMapTuple(
+            lambda shard, evs: [(shard, e.key, e.type) for e in unpack(evs) if shard >= 4]
+        )
+        assert_that(presence, equal_to([(4 + shard_of("1544", 4), "1544", PRESENCE_TYPE)]), label="presence")
         dead = out.dead | "D" >> beam.FlatMapTuple(lambda path, at, ds: [(d.error_code, d.origin) for d in ds])
         assert_that(
             dead,

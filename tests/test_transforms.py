@@ -51,11 +51,14 @@ def call(channel: str, start: float, role: str = "agent") -> list[Event]:
 def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pipeline):
     a, b = call("chA", 0), call("chB", 100, role="customer")
     dup = a[2]
-    # one channel split over two batches of the same shard, with a duplicate
+    pres = pack([presence("ready", 0)])
+    # one channel split over two batches of the same shard, with a duplicate; a presence batch
+    # of agent shard 1 (under shard 4 + 1) passes through to the agent work untouched
     batches = [
         (shard_of("chA", 4), pack(a[:3])),
         (shard_of("chA", 4), pack(a[3:] + [dup])),
         (shard_of("chB", 4), pack(b)),
+        (4 + 1, pres),
     ]
     with pipeline as p:
         out = p | beam.Create(batches) | SessionizeChannels(shards=4, interval_ms=15 * 60_000)
@@ -64,13 +67,18 @@ def test_sessionize_channels_groups_batches_per_channel_and_routes_agent_work(pi
         sessions = out.rows | beam.FlatMap(lambda t: list(map(values, t[2])) if t[0] == "channel_sessions" else [])
         assert_that(sessions, equal_to([("chA", 50000, 10000, 30000, 1), ("chB", 50000, 10000, 30000, 0)]))
         work = out.agent_work | beam.MapTuple(
-            lambda shard, packed: (
-                shard,
-                sorted({s[0] for s in unpack_work(packed)[0]}),  # channel_id first
-                len(unpack_work(packed)[1]),
+            lambda shard, tagged: (
+                (shard, "p", tagged[1] == pres)
+                if tagged[0] == "p"
+                else (
+                    shard,
+                    tagged[0],
+                    sorted({s[0] for s in unpack_work(tagged[1])[0]}),  # channel_id first
+                    len(unpack_work(tagged[1])[1]),
+                )
             )
         )
-        assert_that(work, equal_to([(shard_of("1544", 4), ["chA"], 1)]), label="work")
+        assert_that(work, equal_to([(shard_of("1544", 4), "w", ["chA"], 1), (1, "p", True)]), label="work")
         stats = out.stats | beam.CombineGlobally(
             lambda ds: {k: sum(d[k] for d in ds) for k in ("valid", "duplicates", "channels")}
         )
@@ -89,9 +97,8 @@ def test_sessionize_agents_joins_presence_and_channel_work(pipeline):
     shard = shard_of("1544", 4)
     pres = [presence("ready", 0), presence("away", 200), presence("loggedOut", 400), presence("loggedOut", 400)]
     with pipeline as p:
-        presence_batches = p | "P" >> beam.Create([(shard, pack(pres))])
-        work = p | "W" >> beam.Create([(shard, pack_work(*_one_channel_work(result)))])
-        out = (presence_batches, work) | SessionizeAgents(interval_ms=15 * 60_000)
+        work = p | beam.Create([(shard, ("p", pack(pres))), (shard, ("w", pack_work(*_one_channel_work(result))))])
+        out = work | SessionizeAgents(interval_ms=15 * 60_000)
         rows = out.rows | beam.FlatMap(lambda t: [(t[0], len(t[2]))])
         # 0-400 s after T0 (08:00:00Z) lies in one 15-minute interval: one agent_intervals row
         assert_that(rows, equal_to([("agent_presence", 3), ("agent_sessions", 1), ("agent_intervals", 1)]))

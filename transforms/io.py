@@ -45,8 +45,7 @@ BATCH_EVENTS = 80_000
 #: A progress line is logged every this many lines of one file.
 PROGRESS_LINES = 500_000
 
-CHANNEL = "channel"
-PRESENCE = "presence"
+EVENTS = "events"
 DEAD = "dead"
 STATS = "stats"
 
@@ -189,9 +188,10 @@ def _now_us() -> int:
 
 class ReadFileFn(beam.DoFn):
     """One file path in. Out: batches ``(shard, bytes)`` of packed events (see
-    :func:`transforms.events.pack`) of channel events (main output) and of presence events
-    (``presence``), one ``(path, ingested_at_us, [DeadLetter])`` per
-    file with rejects (``dead``) and one statistics dict per file (``stats``)."""
+    :func:`transforms.events.pack`, main output): channel events by channel shard (below
+    ``shards``), presence events of agent shard ``s`` under ``shards + s``; one ``(path,
+    ingested_at_us, [DeadLetter])`` per file with rejects (``dead``) and one statistics dict
+    per file (``stats``)."""
 
     def __init__(self, shards: int, max_bytes: int = MAX_EVENT_BYTES) -> None:
         self.shards = shards
@@ -283,15 +283,16 @@ class ReadFileFn(beam.DoFn):
         """Emit every non-empty batch (channel shards, then presence shards) and empty it."""
         for i, count in enumerate(counts):
             if count:
-                batch = (i % shards, packed_batch(batches[i], count))
                 counts[i] = 0
-                yield batch if i < shards else beam.pvalue.TaggedOutput(PRESENCE, batch)
+                yield i, packed_batch(batches[i], count)
 
 
 class ReadNotifications(beam.PTransform):
     """File paths (already expanded, see :func:`expand_patterns`) in; a tuple of
-    PCollections out: ``channel`` and ``presence`` batches ``(shard, bytes)`` of packed events, ``dead``
-    ``(path, ingested_at_us, [DeadLetter])`` and ``stats`` dicts."""
+    PCollections out: ``events``, batches ``(shard, bytes)`` of packed events (channel events
+    under ``shard < shards``, presence events of agent shard ``s`` under ``shards + s``, as
+    :class:`transforms.sessionize.SessionizeChannels` takes them), ``dead`` ``(path,
+    ingested_at_us, [DeadLetter])`` and ``stats`` dicts."""
 
     def __init__(self, shards: int, max_bytes: int = MAX_EVENT_BYTES) -> None:
         super().__init__()
@@ -303,6 +304,6 @@ class ReadNotifications(beam.PTransform):
             paths
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadAndParse"
-            >> beam.ParDo(ReadFileFn(self.shards, self.max_bytes)).with_outputs(PRESENCE, DEAD, STATS, main=CHANNEL)
+            >> beam.ParDo(ReadFileFn(self.shards, self.max_bytes)).with_outputs(DEAD, STATS, main=EVENTS)
         )
         return outs
