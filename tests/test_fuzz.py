@@ -52,8 +52,7 @@ from transforms.events import (
     split_type,
     unpack,
 )
-from transforms.io import CHANNEL, DEAD, STATS, ReadFileFn, iter_lines
-from transforms.io import PRESENCE as PRESENCE_TAG
+from transforms.io import DEAD, EVENTS, STATS, ReadFileFn, iter_lines
 from transforms.parquet import to_arrow, utc_date
 from transforms.presence import sessionize_agent
 from transforms.timeline import sessionize_channel
@@ -717,9 +716,9 @@ def test_reader_accounts_for_every_line(pieces, sep, trailing, suffix, tmp_path_
     events = dead = 0
     stats = None
     for out in outs:
-        tag = getattr(out, "tag", CHANNEL)
+        tag = getattr(out, "tag", EVENTS)
         value = getattr(out, "value", out)
-        if tag in (CHANNEL, PRESENCE_TAG):
+        if tag == EVENTS:  # channel and presence batches
             events += len(unpack(value[1]))
         elif tag == DEAD:
             dead += len(value[2])
