@@ -164,3 +164,32 @@ def test_every_row_batch_collection_of_the_batch_graph_has_the_row_batch_coder(t
     for pcoll in writers.values():
         assert pcoll.element_type is RowBatch
         assert isinstance(beam.coders.registry.get_coder(pcoll.element_type), RowBatchCoder)
+
+
+def test_no_grouping_of_the_batch_graph_reads_a_flatten_of_big_collections(tmp_path):
+    """Beam's local runner turns a flatten of several inputs into a stage of its own that
+    moves every input through a worker (per-worker memory then grows with the input): the
+    event groupings read one PCollection each; only the small statistics and service
+    contributions are flattened."""
+    from pipelines.batch import build_pipeline
+
+    p = beam.Pipeline()
+    build_pipeline(p, [str(tmp_path / "x.jsonl")], str(tmp_path / "out"), 4, 1 << 20)
+    flattens, groupings = set(), {}
+
+    class Visit(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node):
+            if isinstance(node.transform, beam.Flatten):
+                flattens.update(id(out) for out in node.outputs.values())
+            if isinstance(node.transform, beam.GroupByKey):
+                groupings[node.full_label] = node.inputs[0]
+
+    p.visit(Visit())
+    shards = {label for label in groupings if label.endswith("Shard")}
+    assert shards == {
+        "Channels/GroupByChannelShard",
+        "Agents/GroupByAgentShard",
+        "Interactions/GroupByInteractionShard",
+    }, sorted(groupings)
+    assert all(id(groupings[label]) not in flattens for label in shards)
+    assert not any(label.startswith(("Agents/Flatten", "Channels/Flatten")) for label in groupings)
