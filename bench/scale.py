@@ -65,9 +65,10 @@ def sample_job(cmd: list[str], log: Path, interval: float = 0.1) -> dict:
         sampler = TreeSampler(proc.pid, interval)
         for rss in sampler:
             for p, size in rss:
-                entry = peaks.setdefault(p.pid, [0, ""])
+                entry = peaks.setdefault(p.pid, [0, "other"])
                 entry[0] = max(entry[0], size)
-                entry[1] = role(p, proc.pid) if entry[1] in ("", "worker zygote") else entry[1]  # named once forked
+                seen = role(p, proc.pid)  # as last seen: a validation worker names itself once forked
+                entry[1] = seen if seen != "other" else entry[1]
             if time.perf_counter() - last_say > 15:
                 last_say = time.perf_counter()
                 say(f"      ... {last_say - t0:.0f}s, {len(rss)} processes")

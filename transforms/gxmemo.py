@@ -40,8 +40,8 @@ def _install() -> None:
             if memo is None:
                 return built(self)
             hit = memo.get(id(self))
-            if hit is None or hit[0] is not self:
-                hit = memo[id(self)] = (self, built(self))  # the object is kept: its id stays its own
+            if hit is None:  # the object is kept with its configuration: its id stays its own
+                hit = memo[id(self)] = (self, built(self))
             return hit[1]
 
         configuration._vccflow_memo = True
