@@ -240,12 +240,6 @@ def _distinct(channels: Iterable[Sequence]) -> tuple[list[Sequence], int]:
     return chans, conflicts
 
 
-def _first_of(chans: list[Sequence], field: int) -> tuple[str | None, int]:
-    """The earliest channel's non-None ``field`` and how many channels name another one."""
-    value = next((c[field] for c in chans if c[field] is not None), None)
-    return value, sum(1 for c in chans if c[field] is not None and c[field] != value)
-
-
 def _phase_end(c: Sequence) -> int:
     """End of a connected agent channel's connected phase (``_OPEN`` while open)."""
     for field in (_DISCONNECTED, _WRAP, _ENDED):
@@ -310,84 +304,130 @@ def _outcome(direction: str, customers: list, agents: list, answered: bool) -> t
 
 def interaction_values(channels: Iterable[Sequence]) -> tuple:
     """The ``interactions`` row (:data:`INTERACTION_COLUMNS` order) of ONE interaction from
-    the :func:`channel_summary` of each of its channels, in any order, copies allowed."""
+    the :func:`channel_summary` of each of its channels, in any order, copies allowed.
+
+    One pass over the channels gathers what the rules read (this runs once per interaction
+    of every job); the rules themselves are in the module docstring."""
     chans, conflicts = _distinct(channels)
     if not chans:
         raise ValueError("interaction_values needs at least one channel")
-    customers = [c for c in chans if c[_ROLE] != "agent"]
-    agents = [c for c in chans if c[_ROLE] == "agent"]
+    customers: list[Sequence] = []
+    agents: list[Sequence] = []
+    anomalies = conflicts
+    interaction_id = conversation_id = None
+    other_interactions = other_conversations = nameless = 0
+    complete, ended, last = True, None, chans[0][_LAST]
+    odd_role = held_at_disconnect = False
+    customer_hold = customer_holds = talk = hold = park = intr = wrap = handle = 0
+    offered: list[int] = []
+    connected: list[tuple[int, int, Sequence]] = []  # agent channels: (connected_at, channel order, channel)
+    customer_connects: list[tuple[int, int, Sequence]] = []
+    agent_ids: set[str] = set()
+    for i, c in enumerate(chans):
+        anomalies += c[_ANOMALIES]
+        value = c[_INTERACTION]
+        if value is not None:
+            if interaction_id is None:
+                interaction_id = value
+            elif value != interaction_id:
+                other_interactions += 1
+        value = c[_CONVERSATION]
+        if value is not None:
+            if conversation_id is None:
+                conversation_id = value
+            elif value != conversation_id:
+                other_conversations += 1
+        if complete:
+            if c[_COMPLETE] and c[_ENDED] is not None:
+                if ended is None or c[_ENDED] > ended:
+                    ended = c[_ENDED]
+            else:
+                complete, ended = False, None
+        if c[_LAST] > last:
+            last = c[_LAST]
+        if c[_ROLE] == "agent":
+            agents.append(c)
+            if c[_AGENT] is None:
+                nameless += 1
+            else:
+                agent_ids.add(c[_AGENT])
+            if c[_ALERTED] is not None:
+                offered.append(c[_ALERTED])
+            if c[_CONNECTED] is not None:
+                connected.append((c[_CONNECTED], i, c))
+            talk += c[_TALK]
+            hold += c[_HOLD]
+            park += c[_PARK]
+            intr += c[_INTR]
+            wrap += c[_WRAP_MS]
+            handle += c[_HANDLE]
+        else:
+            customers.append(c)
+            if c[_ROLE] != "customer":
+                odd_role = True
+            if c[_CONNECTED] is not None:
+                customer_connects.append((c[_CONNECTED], i, c))
+            customer_hold += c[_HOLD]
+            customer_holds += c[_HOLD_COUNT]
+            if c[_HELD_AT_DISCONNECT]:
+                held_at_disconnect = True
+
     inference = {"direction"}
-    anomalies = sum(c[_ANOMALIES] for c in chans) + conflicts
     if conflicts:
         inference.add("channel_conflict")
-
-    interaction_id, other = _first_of(chans, _INTERACTION)
     if interaction_id is None:
         interaction_id = chans[0][_CHANNEL]
         inference.add("interaction_id_missing")
-    elif other:
-        anomalies += other
+    elif other_interactions:
+        anomalies += other_interactions
         inference.add("interaction_id_conflict")
-    conversation_id, other = _first_of(chans, _CONVERSATION)
-    if other:
-        anomalies += other
+    if other_conversations:
+        anomalies += other_conversations
         inference.add("conversation_id_conflict")
-    if any(c[_ROLE] != "customer" for c in customers):
+    if odd_role:
         inference.add("customer_role")
-    nameless = sum(1 for c in agents if c[_AGENT] is None)
     if nameless:
         anomalies += nameless
         inference.add("agent_id_missing")
 
     started = chans[0][_FIRST]
-    complete = all(c[_COMPLETE] and c[_ENDED] is not None for c in chans)
-    ended = max(c[_ENDED] for c in chans) if complete else None
     if chans[0][_ROLE] != "agent":
         direction = "inbound"
-        if agents and min(c[_FIRST] for c in agents) == started:
+        if agents and agents[0][_FIRST] == started:  # channels are in order of first event
             inference.add("direction_tie")
     else:
         direction = "outbound" if customers else "internal"
 
-    order = {id(c): i for i, c in enumerate(chans)}
-    connected = sorted((c for c in agents if c[_CONNECTED] is not None), key=lambda c: (c[_CONNECTED], order[id(c)]))
-    offered = [c[_ALERTED] for c in agents if c[_ALERTED] is not None]
+    connected.sort()  # (connected_at, channel order): the order is unique, channels never compared
     first_offered = answering = None
     if direction == "inbound":
         first_offered = min(offered, default=None)
-        answering = connected[0] if connected else None
-    elif direction == "outbound":
-        answering = min(
-            (c for c in customers if c[_CONNECTED] is not None),
-            key=lambda c: (c[_CONNECTED], order[id(c)]),
-            default=None,
-        )
+        answering = connected[0][2] if connected else None
+    elif direction == "outbound" and customer_connects:
+        answering = min(customer_connects)[2]
     answered_at = answering[_CONNECTED] if answering is not None else None
     outcome, left = _outcome(direction, customers, agents, answering is not None)
 
-    phases = [(c[_CONNECTED], _phase_end(c), c) for c in connected]
+    phases = [(at, _phase_end(c), c) for at, _, c in connected]
     blind, warm, consults, conferences = _hand_offs(phases, customers) if customers else (0, 0, 0, 0)
     path: list[str] = []
-    for c in connected:
+    for _, _, c in connected:
         if c[_AGENT] is not None and c[_AGENT] not in path:
             path.append(c[_AGENT])
     named = [(end, k, c[_AGENT]) for k, (_, end, c) in enumerate(phases) if c[_AGENT] is not None]
     final_agent = max(named)[2] if named else None
-
-    def total(group: list[Sequence], field: int) -> int:
-        return sum(c[field] for c in group)
 
     return (
         interaction_id,
         conversation_id,
         started,
         ended,
-        max(c[_LAST] for c in chans),
+        last,
         ms_between(started, ended) if ended is not None else None,
         complete,
         len(customers),
         len(agents),
-        len({c[_AGENT] for c in agents if c[_AGENT] is not None}),
+        len(agent_ids),
         direction,
         outcome,
         len(offered),
@@ -405,15 +445,15 @@ def interaction_values(channels: Iterable[Sequence]) -> tuple:
         path,
         path[0] if path else None,
         final_agent,
-        total(agents, _TALK),
-        total(agents, _HOLD),
-        total(agents, _PARK),
-        total(agents, _INTR),
-        total(agents, _WRAP_MS),
-        total(agents, _HANDLE),
-        total(customers, _HOLD),
-        total(customers, _HOLD_COUNT),
-        any(c[_HELD_AT_DISCONNECT] for c in customers),
+        talk,
+        hold,
+        park,
+        intr,
+        wrap,
+        handle,
+        customer_hold,
+        customer_holds,
+        held_at_disconnect,
         anomalies,
         [name for name in INFERENCES if name in inference],
     )
