@@ -602,3 +602,26 @@ def test_segments_as_work_values_give_the_same_rows_as_row_dicts(seed):
     assert sessionize_agent(AGENT, events, [list(v) for v in as_values]) == expected  # as MessagePack gives them
     odd = [v[:-1] for v in as_values] + [(*v, None) for v in as_values] + ["not a segment", 7, None]
     assert sessionize_agent(AGENT, events, as_values + odd) == expected
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_segments_filtered_once_give_the_same_rows(seed):
+    """A shell filters an agent's segments once (agent_segments) and hands them to both cores."""
+    from transforms.intervals import agent_intervals
+    from transforms.presence import AgentSegments, agent_segments
+
+    rng = random.Random(seed)
+    events, segments = _random_case(rng)
+    segments += [{**s, "agent_id": "other"} for s in segments[:2]] + [
+        {**s, "party_role": "customer"} for s in segments[2:4]
+    ]
+    usable = agent_segments(AGENT, segments)
+    assert isinstance(usable, AgentSegments) and agent_segments(AGENT, usable) is usable
+    assert len(usable) <= sum(s["agent_id"] == AGENT and s["party_role"] == "agent" for s in segments)
+    expected = sessionize_agent(AGENT, events, segments)
+    assert sessionize_agent(AGENT, events, usable) == expected
+    step = 15 * MIN
+    rows = agent_intervals(AGENT, expected.presence, expected.sessions, segments, interval_ms=step)
+    assert agent_intervals(AGENT, expected.presence, expected.sessions, usable, interval_ms=step) == rows
+    # another agent's filtered segments are filtered again: none of them is this agent's
+    assert agent_segments("other", usable) == []

@@ -70,7 +70,7 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 from schemas.outputs import AGENT_INTERVALS, SERVICE_INTERVALS, SERVICE_THRESHOLDS
-from transforms.presence import AWAY, EXTENDED_AWAY, LOGGED_OUT, READY, WORK_COLUMNS, _agent_segments
+from transforms.presence import AWAY, EXTENDED_AWAY, LOGGED_OUT, READY, WORK_COLUMNS, agent_segments
 
 #: The interval lengths ``--interval-minutes`` accepts, and the default.
 INTERVAL_MINUTES = (15, 30, 60)
@@ -265,7 +265,7 @@ def agent_intervals(
     occupied: list[tuple[int, int]] = []
     connected_at: dict = {}  # channel id -> start (ms) of its first connected segment
     alerts: list[tuple[int, int | None, object]] = []  # (start, end or None, channel id)
-    for a, b, state, channel in _agent_segments(agent_id, channel_segments):
+    for a, b, state, channel in agent_segments(agent_id, channel_segments):
         a //= 1000
         if state == "alerting":
             alerts.append((a, None if b is None else b // 1000, channel))
@@ -277,7 +277,15 @@ def agent_intervals(
         columns = _STATE_COLUMNS.get(state)
         if columns is None or b <= a:
             continue
-        _spread(acc, a, b, columns, step)
+        k = a // step
+        if b <= (k + 1) * step:  # within one interval (the usual case): _spread inlined
+            row = acc.get(k)
+            if row is None:
+                row = acc[k] = [0] * _AGENT_WIDTH
+            for c in columns:
+                row[c] += b - a
+        else:
+            _spread(acc, a, b, columns, step)
         occupied.append((a, b))
         if state != "alerting":
             active.append((a, b))

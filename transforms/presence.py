@@ -182,15 +182,35 @@ def _presence_rows(agent_id: str, events: list[Event]) -> list[dict]:
     return rows
 
 
-def _agent_segments(agent_id: str, channel_segments: Iterable[dict | Sequence]) -> list[_Segment]:
+class AgentSegments(list):
+    """The usable segments of ONE agent, as :func:`agent_segments` finds them: given as
+    ``channel_segments`` to :func:`sessionize_agent` or
+    :func:`transforms.intervals.agent_intervals` for the same agent, they are used as they are
+    (a shell that calls both filters the agent's segments once)."""
+
+    __slots__ = ("agent_id",)
+
+    def __init__(self, agent_id: str, segments: Iterable[_Segment]) -> None:
+        super().__init__(segments)
+        self.agent_id = agent_id
+
+
+def agent_segments(agent_id: str, channel_segments: Iterable[dict | Sequence]) -> AgentSegments:
     """The agent's own agent-role segments with a usable start, one copy per (channel, seq);
     a missing ``end_at`` is read as None (an open segment), like every other missing key.
     A segment is a row dict or a value sequence in :data:`WORK_SEGMENT_FIELDS` order;
-    anything else is skipped."""
+    anything else is skipped. An :class:`AgentSegments` of this agent is returned as it is."""
+    if type(channel_segments) is AgentSegments and channel_segments.agent_id == agent_id:
+        return channel_segments
     keyed: dict[tuple, _Segment] = {}
     loose: list[_Segment] = []
     for seg in channel_segments:
-        if isinstance(seg, dict):
+        kind = type(seg)
+        if (kind is list or kind is tuple) and len(seg) == _WORK_SEGMENT_WIDTH:  # the usual case
+            channel_id, agent, role, seq, state, start, end = seg
+            if role != "agent" or agent != agent_id:
+                continue
+        elif isinstance(seg, dict):
             if seg.get("party_role") != "agent" or seg.get("agent_id") != agent_id:
                 continue
             channel_id, seq, state = seg.get("channel_id"), seg.get("seq"), seg.get("state")
@@ -213,7 +233,7 @@ def _agent_segments(agent_id: str, channel_segments: Iterable[dict | Sequence]) 
         cur = keyed.setdefault(key, piece)
         if cur is not piece and _copy_rank(piece) > _copy_rank(cur):
             keyed[key] = piece
-    return [*keyed.values(), *loose]
+    return AgentSegments(agent_id, [*keyed.values(), *loose])
 
 
 def _is_time(value: object) -> bool:
@@ -323,7 +343,7 @@ def sessionize_agent(
     distinct, _ = dedup(events)
     distinct.sort(key=_PRESENCE_ORDER)
     presence = _presence_rows(agent_id, distinct)
-    segments = _agent_segments(agent_id, channel_segments)
+    segments = agent_segments(agent_id, channel_segments)
     if not presence and not segments:
         return AgentResult([], [])
 

@@ -36,7 +36,7 @@ from transforms.intervals import (
 )
 from transforms.io import shard_of
 from transforms.parquet import RowBatch
-from transforms.presence import WORK_SEGMENT_FIELDS, sessionize_agent
+from transforms.presence import WORK_SEGMENT_FIELDS, agent_segments, sessionize_agent
 from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult, dedup, sessionize_channel
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def _agent_shard_rows(shard, tagged, interval_ms: int):
         events, dropped = dedup(presence.get(agent, ()))
         valid += len(events)
         duplicates += dropped
-        segs, sess = segments.get(agent, ()), sessions.get(agent, ())
+        segs, sess = agent_segments(agent, segments.get(agent, ())), sessions.get(agent, ())
         result = sessionize_agent(agent, events, segs, sess)
         presence_rows.extend(result.presence)
         session_rows.extend(result.sessions)
