@@ -494,3 +494,31 @@ def test_sums_over_intervals_equal_the_unsplit_totals(agent, minutes):
         hourly = agent_intervals(AGENT, result.presence, result.sessions, segments, sessions, interval_ms=4 * step)
         as_dicts = [dict(zip(AGENT_INTERVAL_COLUMNS, r, strict=True)) for r in hourly]
         assert coarsened(rows, 60) == coarsened(as_dicts, 60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 400), st.integers(1, 120)).map(lambda p: (p[0], p[0] + p[1])),
+        max_size=12,
+    ),
+    st.sampled_from([7, 50, 1000]),
+)
+def test_busy_blocks_equal_the_union_and_the_sweep(pieces, step):
+    """``_busy`` sweeps only the blocks with an overlap; it must give what the union of all
+    pieces and the sweep over all of them give (touching pieces included)."""
+    from transforms.intervals import _A, _busy, _max_concurrency, _spread, _union
+
+    def fresh():
+        acc = {}
+        for a, b in pieces:  # the rows the pieces' time makes, as agent_intervals makes them
+            _spread(acc, a, b, (_A["active_channel_ms"],), step)
+        return acc
+
+    expected = fresh()
+    for block in _union(pieces):
+        _spread(expected, *block, (_A["busy_ms"],), step)
+    _max_concurrency(expected, pieces, step)
+    got = fresh()
+    _busy(got, pieces, step)
+    assert got == expected

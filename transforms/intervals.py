@@ -217,6 +217,53 @@ def _max_concurrency(acc: dict[int, list[int]], pieces: list[tuple[int, int]], s
                 row[column] = level
 
 
+def _busy(acc: dict[int, list[int]], pieces: list[tuple[int, int]], step: int) -> None:
+    """``busy_ms`` (the union of ``pieces``) and ``max_concurrency`` of every interval.
+
+    The union's blocks are independent: a block whose pieces only touch (each starts at or
+    after the end of the ones before it, as the segments of one channel do) has one piece at
+    every millisecond, so only blocks with an overlap need :func:`_max_concurrency`."""
+    busy, column = (_A["busy_ms"],), _A["max_concurrency"]
+    block: list[tuple[int, int]] = []
+    overlap = False
+    cur_s = cur_e = 0
+    for piece in sorted(pieces):
+        s, e = piece
+        if block and s <= cur_e:  # joins the block (touching included, as in _union)
+            if s < cur_e:
+                overlap = True
+            if e > cur_e:
+                cur_e = e
+            block.append(piece)
+            continue
+        if block:
+            _block(acc, block, overlap, cur_s, cur_e, busy, column, step)
+        block, overlap, cur_s, cur_e = [piece], False, s, e
+    if block:
+        _block(acc, block, overlap, cur_s, cur_e, busy, column, step)
+
+
+def _block(
+    acc: dict[int, list[int]],
+    block: list[tuple[int, int]],
+    overlap: bool,
+    start: int,
+    end: int,
+    busy: tuple[int],
+    column: int,
+    step: int,
+) -> None:
+    """One block ``[start, end)`` of :func:`_busy`: its busy time and its concurrency."""
+    _spread(acc, start, end, busy, step)
+    if overlap:
+        _max_concurrency(acc, block, step)
+        return
+    for k in range(start // step, (end - 1) // step + 1):
+        row = acc[k]  # the pieces' time made the row
+        if row[column] < 1:
+            row[column] = 1
+
+
 def agent_intervals(
     agent_id: str,
     presence: Iterable[dict],
@@ -289,9 +336,7 @@ def agent_intervals(
         occupied.append((a, b))
         if state != "alerting":
             active.append((a, b))
-    for block in _union(active):
-        _spread(acc, *block, (_A["busy_ms"],), step)
-    _max_concurrency(acc, active, step)
+    _busy(acc, active, step)
     for piece in _minus(sorted(ready), _union(occupied)):
         _spread(acc, *piece, (_A["idle_ms"],), step)
 
