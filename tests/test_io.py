@@ -12,8 +12,19 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.test_events import HELD, PRESENCE, with_
 from transforms import io as vio
-from transforms.events import PRESENCE_TYPE, Event, add_to_batch, new_batch, pack, packed_batch, parse_line, unpack
-from transforms.io import NoInputError, ReadNotifications, expand_patterns, iter_lines, shard_of
+from transforms.events import (
+    PRESENCE_TYPE,
+    Event,
+    add_to_batch,
+    batch_parts,
+    decode_part,
+    new_batch,
+    pack,
+    packed_batch,
+    parse_line,
+    unpack,
+)
+from transforms.io import KEY_PARTS, NoInputError, ReadNotifications, expand_patterns, iter_lines, part_of, shard_of
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
@@ -45,12 +56,35 @@ def test_a_batch_filled_one_event_at_a_time_packs_as_pack_does_and_starts_over_e
     buffer = new_batch()
     for ev in events[:25]:
         add_to_batch(ev, buffer, -1)
-    first = packed_batch(buffer, 25)
+    first = packed_batch([buffer], [25])
     for ev in events[25:]:
         add_to_batch(ev, buffer, -1)
-    second = packed_batch(buffer, len(events) - 25)
+    second = packed_batch([buffer], [len(events) - 25])
     assert unpack(first) == unpack(pack(events[:25])) == events[:25]
     assert unpack(second) == events[25:]  # nothing of the first batch is left in the buffer
+
+
+def test_a_batch_of_parts_gives_back_each_part_and_every_event():
+    events = [parse_line(orjson.dumps(_held(i, f"ch{i % 5}")), "") for i in range(30)]
+    buffers = [new_batch() for _ in range(4)]
+    for ev in events:
+        add_to_batch(ev, buffers[int(ev.key[2:]) % 4], -1)
+    counts = [sum(int(ev.key[2:]) % 4 == j for ev in events) for j in range(4)]
+    batch = packed_batch(buffers, counts)
+    parts = [decode_part(part) for part in batch_parts(batch)]
+    assert parts == [[ev for ev in events if int(ev.key[2:]) % 4 == j] for j in range(4)]
+    assert unpack(batch) == [ev for part in parts for ev in part]
+    assert all(len(b) == len(new_batch()) for b in buffers)  # emptied for the next batch
+    empty = packed_batch(buffers, [0, 0, 0, 0])
+    assert [decode_part(part) for part in batch_parts(empty)] == [[], [], [], []] and unpack(empty) == []
+
+
+def test_part_of_is_stable_and_independent_of_the_shard():
+    keys = [f"c{i}" for i in range(2000)]
+    assert part_of(keys[0], 18) == part_of(keys[0], 18)
+    assert {part_of(k, 18) for k in keys} == set(range(KEY_PARTS))
+    in_one_shard = [k for k in keys if shard_of(k, 18) == 3]
+    assert len({part_of(k, 18) for k in in_one_shard}) == KEY_PARTS  # a shard's keys spread over every part
 
 
 def test_expand_patterns_sorted_and_missing_is_an_error(tmp_path):

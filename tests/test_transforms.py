@@ -193,3 +193,33 @@ def test_no_grouping_of_the_batch_graph_reads_a_flatten_of_big_collections(tmp_p
     }, sorted(groupings)
     assert all(id(groupings[label]) not in flattens for label in shards)
     assert not any(label.startswith(("Agents/Flatten", "Channels/Flatten")) for label in groupings)
+
+
+def test_channel_stage_groups_each_key_across_batches_one_part_at_a_time():
+    """The reader packs a shard's channel events in parts by key (transforms.io.part_of); the
+    channel stage decodes the i-th part of every batch together. Batches of another shape
+    (one part) are taken all at once, so no key is ever split."""
+    from transforms.events import add_to_batch, new_batch, packed_batch
+    from transforms.io import KEY_PARTS, part_of
+    from transforms.sessionize import _by_key
+
+    channels = {f"ch{i}": call(f"ch{i}", 10 * i) for i in range(40)}
+
+    def reader_batch(events):
+        buffers, counts = [new_batch() for _ in range(KEY_PARTS)], [0] * KEY_PARTS
+        for e in events:
+            add_to_batch(e, buffers[part_of(e.key, 4)], -1)
+            counts[part_of(e.key, 4)] += 1
+        return packed_batch(buffers, counts)
+
+    first = [e for evs in channels.values() for e in evs[:3]]
+    rest = [e for evs in channels.values() for e in evs[3:]]
+    groups = list(_by_key([reader_batch(first), reader_batch(rest)]))
+    assert len(groups) == KEY_PARTS
+    assert sorted(k for g in groups for k in g) == sorted(channels)  # each key in one group only
+    for i, group in enumerate(groups):
+        assert {part_of(k, 4) for k in group} <= {i}
+        for key, events in group.items():
+            assert events == channels[key]  # batch order, then order within the batch
+    (mixed,) = _by_key([reader_batch(first), pack(rest)])
+    assert dict(mixed) == channels

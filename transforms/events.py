@@ -106,14 +106,54 @@ def decompress(packed: bytes) -> bytes:
     return _CODEC.decompress(packed[8:], decompressed_size=int.from_bytes(packed[:8], "little"), asbytes=True)
 
 
+# A packed batch is zstd-compressed (:func:`compress`) ``P, end_1 ... end_P, part_1 ... part_P``:
+# the number of parts and the end of each part in the part bytes (4-byte little-endian
+# integers), then the parts, each a MessagePack array of events. A reader splits a shard's
+# events into parts by a hash of their key, so that a consumer can decode and handle the
+# same part of all of a shard's batches at a time (:func:`batch_parts`).
+_U32 = 4
+
+
+def _packed(parts: list[bytes | bytearray]) -> bytes:
+    head = bytearray(len(parts).to_bytes(_U32, "little"))
+    end = 0
+    for part in parts:
+        end += len(part)
+        head += end.to_bytes(_U32, "little")
+    return compress(b"".join([head, *parts]))
+
+
 def pack(events: list[Event]) -> bytes:
-    """Events as one compressed MessagePack array of arrays: a batch crosses a shuffle as a single
-    ``bytes`` value, which every runner moves without decoding it; :func:`unpack` restores it."""
-    return compress(_BATCH_ENCODER.encode(events))
+    """Events as one packed batch of one part: a batch crosses a shuffle as a single ``bytes``
+    value, which every runner moves without decoding it; :func:`unpack` restores it."""
+    return _packed([_BATCH_ENCODER.encode(events)])
+
+
+def batch_parts(batch: bytes) -> list[memoryview]:
+    """The parts of a packed batch, decompressed and still encoded, in order
+    (:func:`decode_part` decodes one)."""
+    raw = memoryview(decompress(batch))
+    count = int.from_bytes(raw[:_U32], "little")
+    base = _U32 * (count + 1)
+    parts, start = [], 0
+    for i in range(1, count + 1):
+        end = int.from_bytes(raw[_U32 * i : _U32 * (i + 1)], "little")
+        parts.append(raw[base + start : base + end])
+        start = end
+    return parts
+
+
+def decode_part(part: memoryview | bytes) -> list[Event]:
+    """The events of one part of :func:`batch_parts`."""
+    return _BATCH_DECODER.decode(part)
 
 
 def unpack(batch: bytes) -> list[Event]:
-    return _BATCH_DECODER.decode(decompress(batch))
+    """Every event of a packed batch, part after part."""
+    parts = batch_parts(batch)
+    if len(parts) == 1:
+        return decode_part(parts[0])
+    return [ev for part in parts for ev in decode_part(part)]
 
 
 #: A MessagePack array header (array 32) whose count :func:`packed_batch` fills in.
@@ -123,17 +163,21 @@ add_to_batch = _BATCH_ENCODER.encode_into
 
 
 def new_batch() -> bytearray:
-    """An empty batch that a reader fills one event at a time with :func:`add_to_batch`,
-    while each event is fresh in memory, then packs with :func:`packed_batch`."""
+    """An empty batch (or part of one) that a reader fills one event at a time with
+    :func:`add_to_batch`, while each event is fresh in memory, then packs with
+    :func:`packed_batch`."""
     return bytearray(_ARRAY_HEADER)
 
 
-def packed_batch(buffer: bytearray, count: int) -> bytes:
-    """The ``count`` events added to ``buffer`` as one packed batch (what :func:`pack` makes
-    of them; :func:`unpack` restores them); ``buffer`` is emptied for the next batch."""
-    buffer[1:5] = count.to_bytes(4, "big")
-    packed = compress(buffer)
-    del buffer[len(_ARRAY_HEADER) :]
+def packed_batch(buffers: list[bytearray], counts: list[int]) -> bytes:
+    """The events added to each of ``buffers`` (``counts[i]`` of them to ``buffers[i]``) as
+    one packed batch whose parts are the buffers, in order (:func:`batch_parts` gives them
+    back, :func:`unpack` every event); each buffer is emptied for the next batch."""
+    for buffer, count in zip(buffers, counts, strict=True):
+        buffer[1:5] = count.to_bytes(4, "big")
+    packed = _packed(buffers)
+    for buffer in buffers:
+        del buffer[len(_ARRAY_HEADER) :]
     return packed
 
 

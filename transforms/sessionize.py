@@ -17,13 +17,14 @@ import logging
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from operator import itemgetter
 
 import apache_beam as beam
 import msgspec
 
 from transforms.collector import paused_gc
-from transforms.events import FIELD, DeadLetter, Event, compress, decompress, unpack
+from transforms.events import FIELD, DeadLetter, Event, batch_parts, compress, decode_part, decompress, unpack
 from transforms.interaction import INTERACTION_COLUMNS, channel_summary, interaction_key, interaction_values
 from transforms.intervals import (
     HANDLED_FIELDS,
@@ -63,12 +64,21 @@ def _label(shard: int) -> str:
 _KEY = FIELD["key"]
 
 
-def _by_key(batches) -> dict[str, list[Event]]:
-    by_key: dict[str, list[Event]] = defaultdict(list)
-    for batch in batches:
-        for ev in unpack(batch):
-            by_key[ev[_KEY]].append(ev)
-    return by_key
+def _by_key(batches) -> Iterator[dict[str, list[Event]]]:
+    """The events of a shard's packed batches by key, one part of every batch at a time (the
+    reader's :func:`transforms.io.part_of`: each key is in one part). Batches of different
+    numbers of parts (not packed by one reader) are taken all at once."""
+    parts = [batch_parts(batch) for batch in batches]
+    if len({len(p) for p in parts}) == 1:
+        groups = zip(*parts, strict=True)  # the i-th part of every batch
+    else:
+        groups = [[part for batch in parts for part in batch]]
+    for same in groups:
+        by_key: dict[str, list[Event]] = defaultdict(list)
+        for part in same:
+            for ev in decode_part(part):
+                by_key[ev[_KEY]].append(ev)
+        yield by_key
 
 
 class SessionizeChannelShardFn(beam.DoFn):
@@ -102,7 +112,7 @@ class SessionizeChannelShardFn(beam.DoFn):
         work: dict[int, tuple[list[tuple], list[tuple]]] = defaultdict(lambda: ([], []))
         summaries: dict[int, list[tuple]] = defaultdict(list)
         valid = duplicates = 0
-        for events in _by_key(batches).values():
+        for events in (events for by_key in _by_key(batches) for events in by_key.values()):
             result = sessionize_channel(events)
             events.clear()  # freed now, while fresh in memory
             sessions.append(result.session_values)
