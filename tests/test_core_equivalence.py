@@ -176,5 +176,5 @@ def test_agent_rows_on_any_input(inputs, idle_split_ms, rnd):
 def test_agent_work_unpacks_segments_as_values_and_sessions_as_dicts():
     segments = [tuple(f"{key}{i}" for key in WORK_SEGMENT_FIELDS) for i in range(3)]
     sessions = [tuple(f"{key}0" for key in _WORK_SESSION_KEYS)]
-    got = unpack_work(pack_work(segments, sessions))
+    got = unpack_work(pack_work([(segments, sessions)]))
     assert got == ([list(s) for s in segments], [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions])

@@ -24,7 +24,16 @@ from transforms.events import (
     parse_line,
     unpack,
 )
-from transforms.io import KEY_PARTS, NoInputError, ReadNotifications, expand_patterns, iter_lines, part_of, shard_of
+from transforms.io import (
+    KEY_PARTS,
+    NoInputError,
+    ReadNotifications,
+    expand_patterns,
+    iter_lines,
+    part_of,
+    shard_and_part,
+    shard_of,
+)
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
@@ -177,3 +186,9 @@ def test_oversized_line_dead_letter_keeps_true_size(tmp_path, pipeline):
             lambda path, at, ds: [(d.error_code, d.raw_bytes, d.raw_truncated) for d in ds]
         )
         assert_that(dead, equal_to([("oversized", 5002, True)]))
+
+
+def test_shard_and_part_is_both_from_one_hash():
+    for key in ("ch1", "canal-ñ", "740109c1-12d5-430f-9543-131fe5c4edcb"):
+        for shards in (1, 4, 18, 50):
+            assert shard_and_part(key, shards) == (shard_of(key, shards), part_of(key, shards))

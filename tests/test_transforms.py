@@ -97,7 +97,7 @@ def test_sessionize_agents_joins_presence_and_channel_work(pipeline):
     shard = shard_of("1544", 4)
     pres = [presence("ready", 0), presence("away", 200), presence("loggedOut", 400), presence("loggedOut", 400)]
     with pipeline as p:
-        work = p | beam.Create([(shard, ("p", pack(pres))), (shard, ("w", pack_work(*_one_channel_work(result))))])
+        work = p | beam.Create([(shard, ("p", pack(pres))), (shard, ("w", pack_work([_one_channel_work(result)])))])
         out = work | SessionizeAgents(interval_ms=15 * 60_000)
         rows = out.rows | beam.FlatMap(lambda t: [(t[0], len(t[2]))])
         # 0-400 s after T0 (08:00:00Z) lies in one 15-minute interval: one agent_intervals row
@@ -223,3 +223,38 @@ def test_channel_stage_groups_each_key_across_batches_one_part_at_a_time():
             assert events == channels[key]  # batch order, then order within the batch
     (mixed,) = _by_key([reader_batch(first), pack(rest)])
     assert dict(mixed) == channels
+
+
+def test_agent_stage_groups_each_agent_across_batches_one_part_at_a_time():
+    """Presence batches (the reader's) and agent work (the channel stage's) come in parts by
+    agent (transforms.io.part_of); the agent stage takes the i-th part of every batch together."""
+    from transforms.events import add_to_batch, new_batch, packed_batch
+    from transforms.io import KEY_PARTS, part_of
+    from transforms.sessionize import _agent_parts
+
+    agents = [f"a{i}" for i in range(30)]
+    events = {a: [presence("ready", i, a), presence("away", i + 60, a)] for i, a in enumerate(agents)}
+    buffers, counts = [new_batch() for _ in range(KEY_PARTS)], [0] * KEY_PARTS
+    for a in agents:
+        for e in events[a]:
+            add_to_batch(e, buffers[part_of(a, 4)], -1)
+            counts[part_of(a, 4)] += 1
+    parts = [([], []) for _ in range(KEY_PARTS)]
+    for a in agents:  # one segment and one session of each agent, as agent_work gives them
+        parts[part_of(a, 4)][0].append((f"ch-{a}", a, "agent", 0, "connected", T0, T0 + 1000))
+        parts[part_of(a, 4)][1].append((a, "agent", "u1", T0, T0, T0 + 2000, 1))
+    tagged = [("p", packed_batch(buffers, counts)), ("w", pack_work(parts))]
+    groups = list(_agent_parts(tagged))
+    assert len(groups) == KEY_PARTS
+    seen = []
+    for i, (pres, segs, sess) in enumerate(groups):
+        assert set(pres) == set(segs) == set(sess) == {a for a in agents if part_of(a, 4) == i}
+        seen += list(pres)
+        for a in pres:
+            assert pres[a] == events[a] and segs[a] == [[f"ch-{a}", a, "agent", 0, "connected", T0, T0 + 1000]]
+            assert sess[a][0]["agent_id"] == a
+    assert sorted(seen) == sorted(agents)
+    # batches of another shape (one part) are taken with all the others at once
+    tagged.append(("p", pack([presence("ready", 500, "a0", id_="late")])))
+    ((pres, segs, _),) = _agent_parts(tagged)
+    assert set(pres) == set(agents) and pres["a0"] == [*events["a0"], presence("ready", 500, "a0", id_="late")]

@@ -110,11 +110,14 @@ def decompress(packed: bytes) -> bytes:
 # the number of parts and the end of each part in the part bytes (4-byte little-endian
 # integers), then the parts, each a MessagePack array of events. A reader splits a shard's
 # events into parts by a hash of their key, so that a consumer can decode and handle the
-# same part of all of a shard's batches at a time (:func:`batch_parts`).
+# same part of all of a shard's batches at a time (:func:`batch_parts`). Other values (the
+# channel stage's agent work) travel in the same container (:func:`pack_parts`).
 _U32 = 4
 
 
-def _packed(parts: list[bytes | bytearray]) -> bytes:
+def pack_parts(parts: list[bytes | bytearray]) -> bytes:
+    """Encoded parts (each a MessagePack value) as one packed batch; :func:`batch_parts`
+    gives them back."""
     head = bytearray(len(parts).to_bytes(_U32, "little"))
     end = 0
     for part in parts:
@@ -126,7 +129,7 @@ def _packed(parts: list[bytes | bytearray]) -> bytes:
 def pack(events: list[Event]) -> bytes:
     """Events as one packed batch of one part: a batch crosses a shuffle as a single ``bytes``
     value, which every runner moves without decoding it; :func:`unpack` restores it."""
-    return _packed([_BATCH_ENCODER.encode(events)])
+    return pack_parts([_BATCH_ENCODER.encode(events)])
 
 
 def batch_parts(batch: bytes) -> list[memoryview]:
@@ -175,7 +178,7 @@ def packed_batch(buffers: list[bytearray], counts: list[int]) -> bytes:
     back, :func:`unpack` every event); each buffer is emptied for the next batch."""
     for buffer, count in zip(buffers, counts, strict=True):
         buffer[1:5] = count.to_bytes(4, "big")
-    packed = _packed(buffers)
+    packed = pack_parts(buffers)
     for buffer in buffers:
         del buffer[len(_ARRAY_HEADER) :]
     return packed

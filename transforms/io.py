@@ -122,12 +122,18 @@ KEY_PARTS = 16
 
 
 def part_of(key: str, shards: int) -> int:
-    """The part of its shard's batches a channel's events go to (stable, like :func:`shard_of`,
-    and independent of it). The channel stage decodes and sessionizes a shard one part of all
-    its batches at a time: ~1/16 of the shard's events in memory at once, so they stay in a
-    core's cache while it works on them (the channel stage took 14% less CPU on the bench
-    data, bench/README.md)."""
+    """The part of its shard's batches an entity's events go to (stable, like :func:`shard_of`,
+    and independent of it). The channel and agent stages decode and sessionize a shard one
+    part of all its batches at a time: ~1/16 of the shard's events in memory at once, so they
+    stay in a core's cache while it works on them (the channel stage took 12% less CPU on
+    the bench data, the agent stage 10%; bench/README.md)."""
     return zlib.crc32(key.encode("utf-8")) // shards % KEY_PARTS
+
+
+def shard_and_part(key: str, shards: int) -> tuple[int, int]:
+    """``(shard_of(key, shards), part_of(key, shards))``, from one hash."""
+    rest, shard = divmod(zlib.crc32(key.encode("utf-8")), shards)
+    return shard, rest % KEY_PARTS
 
 
 def iter_line_blocks(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, list[bytes], dict[int, int]]]:
@@ -206,9 +212,9 @@ def _now_us() -> int:
 
 class ReadFileFn(beam.DoFn):
     """One file path in. Out: batches ``(shard, bytes)`` of packed events (see
-    :func:`transforms.events.packed_batch`, main output): channel events by channel shard
-    (below ``shards``), in :data:`KEY_PARTS` parts by :func:`part_of`; presence events of
-    agent shard ``s`` under ``shards + s``, in one part; one ``(path,
+    :func:`transforms.events.packed_batch`, main output) in :data:`KEY_PARTS` parts by
+    :func:`part_of` of their key: channel events by channel shard (below ``shards``),
+    presence events of agent shard ``s`` under ``shards + s``; one ``(path,
     ingested_at_us, [DeadLetter])`` per file with rejects (``dead``) and one statistics dict
     per file (``stats``)."""
 
@@ -244,12 +250,10 @@ class ReadFileFn(beam.DoFn):
         started = time.monotonic()
         ingested = _now_us()
         shards, max_bytes = self.shards, self.max_bytes
-        # per channel shard its batch's KEY_PARTS parts, then per agent shard a batch of presence
-        # events: each event is encoded into its part as soon as it is parsed (it is freed
-        # while fresh in memory)
-        parts = [[new_batch() for _ in range(KEY_PARTS)] for _ in range(shards)]
-        parts += [[new_batch()] for _ in range(shards)]
-        counts = [[0] * len(p) for p in parts]
+        # the KEY_PARTS parts of a batch per channel shard, then per agent shard: each event is
+        # encoded into its part as soon as it is parsed (it is freed while fresh in memory)
+        parts = [[new_batch() for _ in range(KEY_PARTS)] for _ in range(2 * shards)]
+        counts = [[0] * KEY_PARTS for _ in range(2 * shards)]
         dead: list[DeadLetter] = []
         lines = blank = buffered = 0
         next_report = PROGRESS_LINES
@@ -264,8 +268,10 @@ class ReadFileFn(beam.DoFn):
             rejects = 0
             for out in outs:
                 if type(out) is Event:
-                    rest, shard = divmod(_crc32(out.key.encode("utf-8")), shards)  # shard_of and part_of
-                    i, j = (shard, rest % KEY_PARTS) if out.type != PRESENCE_TYPE else (shards + shard, 0)
+                    rest, i = divmod(_crc32(out.key.encode("utf-8")), shards)  # shard_of and part_of
+                    if out.type == PRESENCE_TYPE:
+                        i += shards
+                    j = rest % KEY_PARTS
                     add_to_batch(out, parts[i][j], -1)
                     counts[i][j] += 1
                 else:

@@ -24,7 +24,7 @@ import apache_beam as beam
 import msgspec
 
 from transforms.collector import paused_gc
-from transforms.events import FIELD, DeadLetter, Event, batch_parts, compress, decode_part, decompress, unpack
+from transforms.events import FIELD, DeadLetter, Event, batch_parts, compress, decode_part, decompress, pack_parts
 from transforms.interaction import INTERACTION_COLUMNS, channel_summary, interaction_key, interaction_values
 from transforms.intervals import (
     HANDLED_FIELDS,
@@ -35,7 +35,7 @@ from transforms.intervals import (
     service_interactions,
     service_rows,
 )
-from transforms.io import shard_of
+from transforms.io import KEY_PARTS, shard_and_part, shard_of
 from transforms.parquet import RowBatch
 from transforms.presence import WORK_SEGMENT_FIELDS, agent_segments, sessionize_agent
 from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult, dedup, sessionize_channel
@@ -109,7 +109,10 @@ class SessionizeChannelShardFn(beam.DoFn):
         started = time.monotonic()
         sessions: list[tuple] = []
         segments: list[tuple] = []
-        work: dict[int, tuple[list[tuple], list[tuple]]] = defaultdict(lambda: ([], []))
+        # per agent shard, per part (of the agent, transforms.io.part_of): segments and sessions
+        work: dict[int, list[tuple[list[tuple], list[tuple]]]] = defaultdict(
+            lambda: [([], []) for _ in range(KEY_PARTS)]
+        )
         summaries: dict[int, list[tuple]] = defaultdict(list)
         valid = duplicates = 0
         for events in (events for by_key in _by_key(batches) for events in by_key.values()):
@@ -123,15 +126,16 @@ class SessionizeChannelShardFn(beam.DoFn):
             valid += events_
             duplicates += dropped
             if agent is not None and role == "agent":
-                segs, sess = work[shard_of(agent, self.shards)]
+                agent_shard, part = shard_and_part(agent, self.shards)
+                segs, sess = work[agent_shard][part]
                 seg_values, session_values = agent_work(result)
                 segs.extend(seg_values)
                 sess.append(session_values)
         yield RowBatch("channel_sessions", _label(shard), sessions)
         if segments:
             yield RowBatch("channel_segments", _label(shard), segments)
-        for agent_shard, (segs, sess) in work.items():
-            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, ("w", pack_work(segs, sess))))
+        for agent_shard, parts in work.items():
+            yield beam.pvalue.TaggedOutput(AGENT_WORK, (agent_shard, ("w", pack_work(parts))))
         yield beam.pvalue.TaggedOutput(SERVICE, service_handled(map(_handled, sessions), interval_ms=self.interval_ms))
         for interaction_shard, values in summaries.items():
             yield beam.pvalue.TaggedOutput(INTERACTION_WORK, (interaction_shard, pack_summaries(values)))
@@ -178,20 +182,32 @@ def agent_work(result: ChannelResult) -> tuple[list[tuple], tuple]:
     return list(map(_work_segment, result.segment_values)), _work_session(result.session_values)
 
 
-def pack_work(segments: list[tuple], sessions: list[tuple]) -> bytes:
-    """What the agent core needs of some agent channels, segments and sessions as value
-    tuples in the order of :data:`~transforms.presence.WORK_SEGMENT_FIELDS` /
-    ``_WORK_SESSION_KEYS``, as one ``bytes`` value (like :func:`transforms.events.pack`);
-    :func:`unpack_work` restores them."""
-    return compress(msgspec.msgpack.encode((segments, sessions)))
+def pack_work(parts: list[tuple[list[tuple], list[tuple]]]) -> bytes:
+    """What the agent core needs of some agent channels, as one ``bytes`` value of one part
+    per element of ``parts`` (``(segments, sessions)``: value tuples in the order of
+    :data:`~transforms.presence.WORK_SEGMENT_FIELDS` / ``_WORK_SESSION_KEYS``), in the
+    container of :func:`transforms.events.pack_parts`; :func:`work_of_part` restores a part,
+    :func:`unpack_work` all of them."""
+    return pack_parts([msgspec.msgpack.encode(part) for part in parts])
+
+
+def work_of_part(part: memoryview | bytes) -> tuple[list[list], list[dict]]:
+    """Segments and sessions of one part of :func:`pack_work`: segments as value lists in
+    :data:`~transforms.presence.WORK_SEGMENT_FIELDS` order (the agent core takes them so),
+    sessions as dicts keyed by ``_WORK_SESSION_KEYS``."""
+    segments, sessions = msgspec.msgpack.decode(part)
+    return segments, [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions]
 
 
 def unpack_work(packed: bytes) -> tuple[list[list], list[dict]]:
-    """Segments and sessions of :func:`pack_work`: segments as value lists in
-    :data:`~transforms.presence.WORK_SEGMENT_FIELDS` order (the agent core takes them so),
-    sessions as dicts keyed by ``_WORK_SESSION_KEYS``."""
-    segments, sessions = msgspec.msgpack.decode(decompress(packed))
-    return segments, [dict(zip(_WORK_SESSION_KEYS, s, strict=True)) for s in sessions]
+    """Segments and sessions of every part of :func:`pack_work`, as :func:`work_of_part` gives them."""
+    segments: list[list] = []
+    sessions: list[dict] = []
+    for part in batch_parts(packed):
+        segs, sess = work_of_part(part)
+        segments += segs
+        sessions += sess
+    return segments, sessions
 
 
 def _sessionize_agent_shard(element, interval_ms: int):
@@ -199,47 +215,61 @@ def _sessionize_agent_shard(element, interval_ms: int):
         yield from _agent_shard_rows(*element, interval_ms)
 
 
+def _agent_parts(tagged) -> Iterator[tuple[dict[str, list[Event]], dict[str, list[list]], dict[str, list[dict]]]]:
+    """Presence events, segments and sessions of an agent shard's batches by agent, one part
+    of every batch at a time (as :func:`_by_key` does for channels)."""
+    batches = [(kind, batch_parts(batch)) for kind, batch in tagged]
+    widths = {len(parts) for _, parts in batches}
+    if len(widths) == 1:
+        groups = [[(kind, parts[j]) for kind, parts in batches] for j in range(widths.pop())]
+    else:
+        groups = [[(kind, part) for kind, parts in batches for part in parts]]
+    for group in groups:
+        presence: dict[str, list[Event]] = defaultdict(list)
+        segments: dict[str, list[list]] = defaultdict(list)
+        sessions: dict[str, list[dict]] = defaultdict(list)
+        for kind, part in group:
+            if kind == "p":
+                for ev in decode_part(part):
+                    presence[ev.key].append(ev)
+            else:
+                segs, sess = work_of_part(part)
+                for seg in segs:
+                    segments[seg[_WORK_AGENT]].append(seg)
+                for row in sess:
+                    sessions[row["agent_id"]].append(row)
+        yield presence, segments, sessions
+
+
 def _agent_shard_rows(shard, tagged, interval_ms: int):
     started = time.monotonic()
-    presence: dict[str, list[Event]] = defaultdict(list)
-    segments: dict[str, list[list]] = defaultdict(list)
-    sessions: dict[str, list[dict]] = defaultdict(list)
-    for kind, batch in tagged:
-        if kind == "p":
-            for ev in unpack(batch):
-                presence[ev.key].append(ev)
-        else:
-            segs, sess = unpack_work(batch)
-            for seg in segs:
-                segments[seg[_WORK_AGENT]].append(seg)
-            for row in sess:
-                sessions[row["agent_id"]].append(row)
     presence_rows: list[dict] = []
     session_rows: list[dict] = []
     interval_rows: list[tuple] = []
-    valid = duplicates = 0
-    agents = sorted(presence.keys() | segments.keys())
-    for agent in agents:
-        events, dropped = dedup(presence.get(agent, ()))
-        valid += len(events)
-        duplicates += dropped
-        segs, sess = agent_segments(agent, segments.get(agent, ())), sessions.get(agent, ())
-        result = sessionize_agent(agent, events, segs, sess)
-        presence_rows.extend(result.presence)
-        session_rows.extend(result.sessions)
-        interval_rows.extend(
-            agent_intervals(agent, result.presence, result.sessions, segs, sess, interval_ms=interval_ms)
-        )
+    valid = duplicates = agents = 0
+    for presence, segments, sessions in _agent_parts(tagged):
+        for agent in sorted(presence.keys() | segments.keys()):
+            events, dropped = dedup(presence.get(agent, ()))
+            valid += len(events)
+            duplicates += dropped
+            agents += 1
+            segs, sess = agent_segments(agent, segments.get(agent, ())), sessions.get(agent, ())
+            result = sessionize_agent(agent, events, segs, sess)
+            presence_rows.extend(result.presence)
+            session_rows.extend(result.sessions)
+            interval_rows.extend(
+                agent_intervals(agent, result.presence, result.sessions, segs, sess, interval_ms=interval_ms)
+            )
     if presence_rows:
         yield RowBatch("agent_presence", _label(shard), presence_rows)
     if session_rows:
         yield RowBatch("agent_sessions", _label(shard), session_rows)
     if interval_rows:
         yield RowBatch("agent_intervals", _label(shard), interval_rows)
-    yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": len(agents)})
+    yield beam.pvalue.TaggedOutput(STATS, {"valid": valid, "duplicates": duplicates, "agents": agents})
     log.info(
         "agent shard %s: %d agents, %d presence rows, %d sessions in %.1fs",
-        _label(shard), len(agents), len(presence_rows), len(session_rows), time.monotonic() - started,
+        _label(shard), agents, len(presence_rows), len(session_rows), time.monotonic() - started,
     )  # fmt: skip
 
 
