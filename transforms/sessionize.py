@@ -17,14 +17,14 @@ import logging
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from operator import itemgetter
 
 import apache_beam as beam
 import msgspec
 
 from transforms.collector import paused_gc
-from transforms.events import FIELD, DeadLetter, Event, batch_parts, compress, decode_part, decompress, pack_parts
+from transforms.events import FIELD, DeadLetter, Event, batch_parts, decode_part, pack_parts
 from transforms.interaction import INTERACTION_COLUMNS, channel_summary, interaction_key, interaction_values
 from transforms.intervals import (
     HANDLED_FIELDS,
@@ -35,7 +35,7 @@ from transforms.intervals import (
     service_interactions,
     service_rows,
 )
-from transforms.io import KEY_PARTS, shard_and_part, shard_of
+from transforms.io import KEY_PARTS, shard_and_part
 from transforms.parquet import RowBatch
 from transforms.presence import WORK_SEGMENT_FIELDS, agent_segments, sessionize_agent
 from transforms.timeline import SEGMENT_COLUMNS, SESSION_COLUMNS, ChannelResult, dedup, sessionize_channel
@@ -64,18 +64,26 @@ def _label(shard: int) -> str:
 _KEY = FIELD["key"]
 
 
-def _by_key(batches) -> Iterator[dict[str, list[Event]]]:
-    """The events of a shard's packed batches by key, one part of every batch at a time (the
-    reader's :func:`transforms.io.part_of`: each key is in one part). Batches of different
-    numbers of parts (not packed by one reader) are taken all at once."""
-    parts = [batch_parts(batch) for batch in batches]
-    if len({len(p) for p in parts}) == 1:
-        groups = zip(*parts, strict=True)  # the i-th part of every batch
+def _in_parts(tagged: Iterable[tuple[str, bytes]]) -> Iterator[list[tuple[str, memoryview]]]:
+    """``(tag, part)`` of the i-th part of every packed batch ``(tag, batch)``, for each i:
+    each key of a shard is in the same part of every batch the reader or the channel stage
+    packed (:func:`transforms.io.part_of`). Batches of different numbers of parts (not
+    packed by one rule) come as one group of all their parts."""
+    batches = [(tag, batch_parts(batch)) for tag, batch in tagged]
+    widths = {len(parts) for _, parts in batches}
+    if len(widths) == 1:
+        for i in range(widths.pop()):
+            yield [(tag, parts[i]) for tag, parts in batches]
     else:
-        groups = [[part for batch in parts for part in batch]]
-    for same in groups:
+        yield [(tag, part) for tag, parts in batches for part in parts]
+
+
+def _by_key(batches) -> Iterator[dict[str, list[Event]]]:
+    """The events of a shard's packed batches by key, one part of every batch at a time
+    (:func:`_in_parts`)."""
+    for group in _in_parts(("", batch) for batch in batches):
         by_key: dict[str, list[Event]] = defaultdict(list)
-        for part in same:
+        for _, part in group:
             for ev in decode_part(part):
                 by_key[ev[_KEY]].append(ev)
         yield by_key
@@ -113,7 +121,8 @@ class SessionizeChannelShardFn(beam.DoFn):
         work: dict[int, list[tuple[list[tuple], list[tuple]]]] = defaultdict(
             lambda: [([], []) for _ in range(KEY_PARTS)]
         )
-        summaries: dict[int, list[tuple]] = defaultdict(list)
+        # per interaction shard, per part (of the interaction, transforms.io.part_of)
+        summaries: dict[int, list[list[tuple]]] = defaultdict(lambda: [[] for _ in range(KEY_PARTS)])
         valid = duplicates = 0
         for events in (events for by_key in _by_key(batches) for events in by_key.values()):
             result = sessionize_channel(events)
@@ -121,7 +130,8 @@ class SessionizeChannelShardFn(beam.DoFn):
             sessions.append(result.session_values)
             segments.extend(result.segment_values)
             summary = channel_summary(result)
-            summaries[shard_of(interaction_key(summary), self.shards)].append(summary)
+            interaction_shard, part = shard_and_part(interaction_key(summary), self.shards)
+            summaries[interaction_shard][part].append(summary)
             events_, dropped, agent, role = _tallies(result.session_values)
             valid += events_
             duplicates += dropped
@@ -217,14 +227,8 @@ def _sessionize_agent_shard(element, interval_ms: int):
 
 def _agent_parts(tagged) -> Iterator[tuple[dict[str, list[Event]], dict[str, list[list]], dict[str, list[dict]]]]:
     """Presence events, segments and sessions of an agent shard's batches by agent, one part
-    of every batch at a time (as :func:`_by_key` does for channels)."""
-    batches = [(kind, batch_parts(batch)) for kind, batch in tagged]
-    widths = {len(parts) for _, parts in batches}
-    if len(widths) == 1:
-        groups = [[(kind, parts[j]) for kind, parts in batches] for j in range(widths.pop())]
-    else:
-        groups = [[(kind, part) for kind, parts in batches for part in parts]]
-    for group in groups:
+    of every batch at a time (:func:`_in_parts`)."""
+    for group in _in_parts(tagged):
         presence: dict[str, list[Event]] = defaultdict(list)
         segments: dict[str, list[list]] = defaultdict(list)
         sessions: dict[str, list[dict]] = defaultdict(list)
@@ -319,14 +323,11 @@ class ServiceIntervals(beam.PTransform):
         )
 
 
-def pack_summaries(summaries: list[tuple]) -> bytes:
+def pack_summaries(parts: list[list[tuple]]) -> bytes:
     """Channel summaries (:func:`transforms.interaction.channel_summary`) as one ``bytes``
-    value, like :func:`pack_work`; :func:`unpack_summaries` restores them (as lists)."""
-    return compress(msgspec.msgpack.encode(summaries))
-
-
-def unpack_summaries(packed: bytes) -> list[list]:
-    return msgspec.msgpack.decode(decompress(packed))
+    value of one part per element of ``parts``, like :func:`pack_work` (each part a
+    MessagePack array of summaries, decoded as lists)."""
+    return pack_parts([msgspec.msgpack.encode(part) for part in parts])
 
 
 def _sessionize_interaction_shard(element, interval_ms: int, short_abandon_ms: int):
@@ -336,11 +337,13 @@ def _sessionize_interaction_shard(element, interval_ms: int, short_abandon_ms: i
 
 def _interaction_shard_rows(shard, batches, interval_ms: int, short_abandon_ms: int):
     started = time.monotonic()
-    by_interaction: dict[str, list[list]] = defaultdict(list)
-    for batch in batches:
-        for summary in unpack_summaries(batch):
-            by_interaction[interaction_key(summary)].append(summary)
-    rows = [interaction_values(channels) for channels in by_interaction.values()]
+    rows = []
+    for group in _in_parts(("", batch) for batch in batches):  # one part of every batch at a time
+        by_interaction: dict[str, list[list]] = defaultdict(list)
+        for _, part in group:
+            for summary in msgspec.msgpack.decode(part):
+                by_interaction[interaction_key(summary)].append(summary)
+        rows += [interaction_values(channels) for channels in by_interaction.values()]
     if rows:
         yield RowBatch("interactions", _label(shard), rows)
     service = service_interactions(
