@@ -9,6 +9,10 @@ work by agent shard, interaction summaries by interaction shard (one more GroupB
 interaction core once per interaction). The channel and interaction stages also make the
 service intervals' contributions, combined globally (:class:`ServiceIntervals`); the agent
 stage makes the agent intervals.
+
+Every batch is in parts by a second hash of the key (:func:`transforms.io.part_of`), and each
+stage decodes and sessionizes one part of all of a shard's batches at a time
+(:func:`_in_parts`): the events a core works on are still in the CPU's cache.
 """
 
 from __future__ import annotations
