@@ -48,10 +48,12 @@ from transforms.validation import ValidationWorkers, format_verdict, validate_ou
 log = logging.getLogger(__name__)
 
 #: Sessionization shards follow the input size: one per ``SHARD_INPUT_BYTES`` of input
-#: (about 100,000 notifications, the events one shard's sessionizer holds at once), and at
-#: least ``MIN_SHARDS`` (enough to keep every core of a small machine busy).
-MIN_SHARDS = 16
-SHARD_INPUT_BYTES = 48 << 20
+#: (about 115,000 notifications; a shard's sessionizer decodes 1/32 of them at a time,
+#: transforms.io.part_of), and at least ``MIN_SHARDS`` (enough to keep every core of a small
+#: machine busy). Each shard costs a state fetch per stage and a file per table: on the bench
+#: data 14 shards ran ~3% faster than 18 (bench/README.md).
+MIN_SHARDS = 8
+SHARD_INPUT_BYTES = 56 << 20
 
 
 def shards_for(input_weight: int, workers: int = 1) -> int:

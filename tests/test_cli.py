@@ -342,12 +342,12 @@ def test_shards_follow_the_input_size_and_bad_values_are_usage_errors(tmp_path, 
 
     assert shards_for(0) == shards_for(MIN_SHARDS * SHARD_INPUT_BYTES) == MIN_SHARDS
     assert shards_for(MIN_SHARDS * SHARD_INPUT_BYTES + 1) == MIN_SHARDS + 1
-    # a year of archives (~500 GB): ~10,000 shards of ~100,000 notifications each
-    assert shards_for(500 * 10**9) == -(-500 * 10**9 // SHARD_INPUT_BYTES) == 9935
+    # a year of archives (~500 GB): ~8,500 shards of ~115,000 notifications each
+    assert shards_for(500 * 10**9) == -(-500 * 10**9 // SHARD_INPUT_BYTES) == 8515
     # rounded up to a multiple of the local workers, so each gets as many shards
     assert shards_for(MIN_SHARDS * SHARD_INPUT_BYTES + 1, workers=2) == MIN_SHARDS + 2
     assert shards_for(MIN_SHARDS * SHARD_INPUT_BYTES, workers=2) == MIN_SHARDS
-    assert shards_for(0, workers=3) == 18 and shards_for(0, workers=0) == MIN_SHARDS
+    assert shards_for(0, workers=3) == 9 and shards_for(0, workers=0) == MIN_SHARDS
     plain, packed = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
     plain.write_bytes(b"x" * 1000)
     packed.write_bytes(gz.compress(b"y" * 10_000))
