@@ -123,18 +123,19 @@ def shard_of(key: str, shards: int) -> int:
 KEY_PARTS = 32
 
 
+def shard_and_part(key: str, shards: int) -> tuple[int, int]:
+    """``(shard_of(key, shards), part_of(key, shards))``, from one hash: the part is the rest
+    of the same CRC-32 (the reader's loop computes it inline, once per event)."""
+    rest, shard = divmod(zlib.crc32(key.encode("utf-8")), shards)
+    return shard, rest % KEY_PARTS
+
+
 def part_of(key: str, shards: int) -> int:
     """The part of its shard's batches an entity's events go to (stable, like :func:`shard_of`,
     and independent of it). The channel and agent stages decode and sessionize a shard one
     part of all its batches at a time: 1/:data:`KEY_PARTS` of the shard's events in memory at
     once, so they stay in a core's cache while it works on them (bench/README.md)."""
-    return zlib.crc32(key.encode("utf-8")) // shards % KEY_PARTS
-
-
-def shard_and_part(key: str, shards: int) -> tuple[int, int]:
-    """``(shard_of(key, shards), part_of(key, shards))``, from one hash."""
-    rest, shard = divmod(zlib.crc32(key.encode("utf-8")), shards)
-    return shard, rest % KEY_PARTS
+    return shard_and_part(key, shards)[1]
 
 
 def iter_line_blocks(stream, max_bytes: int = MAX_EVENT_BYTES) -> Iterator[tuple[int, list[bytes], dict[int, int]]]:
@@ -269,7 +270,7 @@ class ReadFileFn(beam.DoFn):
             rejects = 0
             for out in outs:
                 if type(out) is Event:
-                    rest, i = divmod(_crc32(out.key.encode("utf-8")), shards)  # shard_of and part_of
+                    rest, i = divmod(_crc32(out.key.encode("utf-8")), shards)  # shard_and_part, inlined
                     if out.type == PRESENCE_TYPE:
                         i += shards
                     j = rest % KEY_PARTS
