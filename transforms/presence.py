@@ -205,8 +205,7 @@ def agent_segments(agent_id: str, channel_segments: Iterable[dict | Sequence]) -
     keyed: dict[tuple, _Segment] = {}
     loose: list[_Segment] = []
     for seg in channel_segments:
-        kind = type(seg)
-        if (kind is list or kind is tuple) and len(seg) == _WORK_SEGMENT_WIDTH:  # the usual case
+        if isinstance(seg, (list, tuple)) and len(seg) == _WORK_SEGMENT_WIDTH:  # the usual case first
             channel_id, agent, role, seq, state, start, end = seg
             if role != "agent" or agent != agent_id:
                 continue
@@ -215,10 +214,6 @@ def agent_segments(agent_id: str, channel_segments: Iterable[dict | Sequence]) -
                 continue
             channel_id, seq, state = seg.get("channel_id"), seg.get("seq"), seg.get("state")
             start, end = seg.get("start_at"), seg.get("end_at")
-        elif isinstance(seg, (tuple, list)) and len(seg) == _WORK_SEGMENT_WIDTH:
-            channel_id, agent, role, seq, state, start, end = seg
-            if role != "agent" or agent != agent_id:
-                continue
         else:
             continue
         if type(start) is not int and not _is_time(start):
